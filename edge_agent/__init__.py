@@ -1,0 +1,1 @@
+"""Bedside edge agent: reads the monitor, analyses the ECG and raises alarms."""

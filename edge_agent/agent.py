@@ -1,0 +1,194 @@
+"""The bedside agent: sensor board in, analysis and alarms locally, buffer, uplink out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from edge_agent.buffer import MessageBuffer, Priority
+from edge_agent.config import AgentConfig
+from edge_agent.dsp.pipeline import AnalyzerSettings
+from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
+from edge_agent.sources.serial_board import SerialBoardSource
+from edge_agent.uplink import Uplink
+from protocol.board import (
+    EcgPayload,
+    HelloPayload,
+    NumericsPayload,
+    StatusPayload,
+    decode_payload,
+)
+from protocol.codes import VitalSign
+from protocol.errors import ProtocolError
+from protocol.framing import Frame
+from protocol.messages import DeviceHello, Measurement, VitalsNumerics
+
+logger = logging.getLogger(__name__)
+
+# Frames waiting for analysis; at 10 frames/s this is minutes of slack before the
+# serial reader has to drop anything.
+FRAME_QUEUE_LIMIT = 4096
+
+NUMERIC_FIELDS: dict[str, VitalSign] = {
+    "spo2_percent": VitalSign.SPO2,
+    "pulse_rate_bpm": VitalSign.PULSE_RATE,
+    "respiration_rate_bpm": VitalSign.RESPIRATION_RATE,
+    "nibp_systolic_mmhg": VitalSign.SYSTOLIC_BP,
+    "nibp_diastolic_mmhg": VitalSign.DIASTOLIC_BP,
+    "nibp_mean_mmhg": VitalSign.MEAN_BP,
+    "temperature_celsius": VitalSign.TEMPERATURE,
+}
+
+
+class BedsideAgent:
+    """Wires the serial board, the ECG analysis, the buffer and the uplink together."""
+
+    def __init__(
+        self, config: AgentConfig, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.config = config
+        self.device_id = config.device.id
+        self._clock = clock
+        self.buffer = MessageBuffer(config.buffer.path)
+        self.uplink = Uplink(
+            config.central, self.buffer, self.device_id, config.device_secret()
+        )
+        self.source = SerialBoardSource(
+            config.serial.port, config.serial.baudrate, self._on_frame,
+            config.serial.reopen_delay_s,
+        )
+        self._frames: asyncio.Queue[Frame] = asyncio.Queue(FRAME_QUEUE_LIMIT)
+        self.stream: EcgStream | None = None
+        self.frames_dropped = 0
+        self.payloads_rejected = 0
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until cancelled; the buffer is closed on the way out."""
+        await self.buffer.open()
+        try:
+            await self._announce()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.source.run(), name="serial-source")
+                tasks.create_task(self.uplink.run(), name="uplink")
+                tasks.create_task(self._process_frames(), name="analysis")
+                await self.source.opened.wait()
+                self.ready.set()
+        finally:
+            await self.buffer.close()
+            logger.info("agent %s stopped", self.device_id)
+
+    async def _announce(self) -> None:
+        device = self.config.device
+        await self.buffer.append(
+            lambda seq: DeviceHello(
+                device_id=self.device_id, seq=seq, sent_at=self._clock(),
+                model=device.model, firmware="aura-edge 0.1", bed=device.bed,
+            ),
+            Priority.NUMERICS,
+        )
+
+    def _on_frame(self, frame: Frame) -> None:
+        try:
+            self._frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.frames_dropped += 1
+            if self.frames_dropped % 100 == 1:
+                logger.warning("analysis is behind: %d board frames dropped",
+                               self.frames_dropped)
+
+    async def _process_frames(self) -> None:
+        while True:
+            frame = await self._frames.get()
+            try:
+                payload = decode_payload(frame)
+            except ProtocolError as exc:
+                self.payloads_rejected += 1
+                logger.warning("board %s sent an invalid %s payload: %s",
+                               self.device_id, frame.type, exc)
+                continue
+            await self._handle_payload(payload)
+
+    async def _handle_payload(
+        self, payload: HelloPayload | EcgPayload | NumericsPayload | StatusPayload
+    ) -> None:
+        if isinstance(payload, HelloPayload):
+            self._on_hello(payload)
+        elif isinstance(payload, EcgPayload):
+            if self.stream is None:
+                # A board repeats HELLO every few seconds; until then we cannot scale.
+                return
+            out = self.stream.add_samples(
+                payload.first_sample_index, list(payload.samples)
+            )
+            await self._commit(out)
+        elif isinstance(payload, NumericsPayload):
+            await self._commit_board_numerics(payload)
+        elif isinstance(payload, StatusPayload) and payload.leads_off:
+            logger.warning("board %s reports leads off", self.device_id)
+
+    def _on_hello(self, hello: HelloPayload) -> None:
+        stream_format = StreamFormat(
+            lead=hello.lead, sample_rate_hz=hello.sample_rate_hz,
+            scale_uv=hello.microvolts_per_count,
+        )
+        if self.stream is not None and self.stream.format == stream_format:
+            return
+        logger.info(
+            "board %s (%s, firmware %s) streams lead %s at %.1f Hz, %.3f uV per count",
+            self.device_id, hello.board_id, hello.firmware_version, hello.lead,
+            hello.sample_rate_hz, hello.microvolts_per_count,
+        )
+        alarms = self.config.alarms
+        settings = AnalyzerSettings(
+            mains_hz=self.config.dsp.mains_hz,
+            asystole_s=alarms.asystole_s,
+            bradycardia_bpm=alarms.bradycardia_bpm,
+            bradycardia_beats=alarms.bradycardia_beats,
+            tachycardia_bpm=alarms.tachycardia_bpm,
+            tachycardia_beats=alarms.tachycardia_beats,
+        )
+        self.stream = EcgStream(
+            self.device_id, stream_format, settings,
+            self.config.dsp.waveform_chunk_s, self.config.dsp.numerics_interval_s,
+            clock=self._clock,
+        )
+
+    async def _commit(self, out: Outgoing) -> None:
+        # Alarms are committed before they are announced in the log, so an alarm a
+        # nurse might hear about is never one the buffer could lose.
+        for change, build in out.alarms:
+            message = await self.buffer.append(build, Priority.ALARM)
+            await self.buffer.record_alarm(
+                message.alarm_id, change.kind, change.priority, change.state,
+                message.started_at.isoformat(), change.evidence,
+            )
+            log = logger.warning if change.state == "raised" else logger.info
+            log("ALARM %s %s priority %s on %s: %s", change.state, change.kind,
+                change.priority, self.device_id, change.evidence)
+        for build_numerics in out.numerics:
+            await self.buffer.append(build_numerics, Priority.NUMERICS)
+        for build_waveform in out.waveforms:
+            await self.buffer.append(build_waveform, Priority.WAVEFORM)
+
+    async def _commit_board_numerics(self, payload: NumericsPayload) -> None:
+        measurements = []
+        for name, sign in NUMERIC_FIELDS.items():
+            value = getattr(payload, name)
+            if value is not None:
+                spec = sign.value
+                measurements.append(
+                    Measurement(code=spec.mdc_reference_id, value=value, unit=spec.unit)
+                )
+        if not measurements:
+            return
+        measured_at = self._clock()
+        await self.buffer.append(
+            lambda seq: VitalsNumerics(
+                device_id=self.device_id, seq=seq, sent_at=self._clock(),
+                measured_at=measured_at, measurements=measurements,
+            ),
+            Priority.NUMERICS,
+        )

@@ -1,0 +1,102 @@
+"""``aura-edge``: run the bedside agent, check its configuration, analyse a record."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge_agent.config import ConfigError, load_config
+
+logger = logging.getLogger("edge_agent")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aura-edge", description=__doc__)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the agent as a daemon")
+    run.add_argument("--config", required=True, type=Path,
+                     help="agent configuration file (TOML)")
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+
+    analyze = commands.add_parser(
+        "analyze", help="run the ECG analysis offline on a WFDB record"
+    )
+    analyze.add_argument("record", help="WFDB record path without extension")
+    analyze.add_argument("--lead", help="signal name of the ECG lead (default: first ECG lead)")
+    analyze.add_argument("--out", type=Path, default=Path("."),
+                         help="directory for beats.csv, heart_rate.csv, alarms.jsonl")
+    return parser
+
+
+async def _run_agent(config_path: Path) -> None:
+    from edge_agent.agent import BedsideAgent
+    from edge_agent.service import notify
+
+    config = load_config(config_path)
+    agent = BedsideAgent(config)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+
+    async def announce_ready() -> None:
+        await agent.ready.wait()
+        notify("READY=1")
+        logger.info("agent %s ready", config.device.id)
+
+    ready_task = asyncio.create_task(announce_ready())
+    try:
+        await agent.run()
+    except asyncio.CancelledError:
+        notify("STOPPING=1")
+        logger.info("agent %s stopping on signal", config.device.id)
+    finally:
+        ready_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ready_task
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from edge_agent.analyze import analyze_record
+
+    summary = analyze_record(args.record, args.lead, args.out)
+    print(summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "run":
+            asyncio.run(_run_agent(args.config))
+        elif args.command == "check-config":
+            config = load_config(args.config)
+            print(f"{args.config}: valid configuration for device {config.device.id}")
+        elif args.command == "analyze":
+            return _analyze(args)
+    except ConfigError as exc:
+        print(f"aura-edge: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"aura-edge: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Turns the board's ECG frames into protocol messages: waveform, numerics, alarms.
+
+Pure logic with no I/O: frames go in, messages to buffer come out. Sample times are
+derived from the board's sample index and one wall-clock anchor taken at the first
+frame, so jitter in serial delivery never bends the time axis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from edge_agent.dsp.pipeline import AlarmChange, AnalyzerSettings, EcgAnalyzer
+from protocol.codes import VitalSign
+from protocol.messages import Emergency, EcgWaveform, Measurement, VitalsNumerics
+
+logger = logging.getLogger(__name__)
+
+# A gap shorter than this is bridged with missing samples so the analyzer keeps its
+# beat history; a longer one (board reboot, long outage) starts a fresh analysis.
+MAX_BRIDGED_GAP_S = 10.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    lead: str
+    sample_rate_hz: float
+    scale_uv: float
+
+
+@dataclass
+class Outgoing:
+    """Messages ready for the buffer; each builder takes the sequence number."""
+
+    waveforms: list[Callable[[int], EcgWaveform]] = field(default_factory=list)
+    numerics: list[Callable[[int], VitalsNumerics]] = field(default_factory=list)
+    alarms: list[tuple[AlarmChange, Callable[[int], Emergency]]] = field(
+        default_factory=list
+    )
+
+
+class EcgStream:
+    """State of one ECG lead from one board: analyzer, time anchor, pending chunk."""
+
+    def __init__(
+        self, device_id: str, stream_format: StreamFormat, settings: AnalyzerSettings,
+        waveform_chunk_s: float, numerics_interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.device_id = device_id
+        self.format = stream_format
+        self._settings = settings
+        self._clock = clock
+        self._chunk_samples = max(1, round(waveform_chunk_s * stream_format.sample_rate_hz))
+        self._numerics_every = max(1, round(numerics_interval_s * stream_format.sample_rate_hz))
+        self._restart(first_index=None)
+        self.samples_missing = 0
+
+    def _restart(self, first_index: int | None) -> None:
+        self.analyzer = EcgAnalyzer(self.format.sample_rate_hz, self._settings)
+        self._anchor_time: datetime | None = None
+        self._anchor_index = 0  # board sample index that maps to analyzer sample 0
+        self._next_index: int | None = first_index
+        self._pending: list[int] = []
+        self._pending_first_index = 0
+        self._next_numerics_at = self._numerics_every
+        self._heart_rate: float | None = None
+        self._quality = 0.0
+
+    def time_of(self, board_index: int) -> datetime:
+        assert self._anchor_time is not None
+        offset_s = (board_index - self._anchor_index) / self.format.sample_rate_hz
+        return self._anchor_time + timedelta(seconds=offset_s)
+
+    def add_samples(self, first_index: int, counts: list[int]) -> Outgoing:
+        """Analyse one frame of ADC counts and return what should be sent."""
+        out = Outgoing()
+        if not counts:
+            return out
+        self._align(first_index, counts)
+        if self._next_index is None or first_index > self._next_index:
+            return self._accept_after_gap(first_index, counts, out)
+        if first_index < self._next_index:
+            # An overlap after a resent frame: keep only the new tail.
+            skip = self._next_index - first_index
+            counts = counts[skip:]
+            first_index = self._next_index
+            if not counts:
+                return out
+        self._analyse(first_index, counts, out)
+        return out
+
+    def _align(self, first_index: int, counts: list[int]) -> None:
+        restarted_by = (self._next_index or 0) - first_index
+        if self._next_index is not None and restarted_by > self.format.sample_rate_hz:
+            logger.warning("board %s restarted its sample counter; restarting analysis",
+                           self.device_id)
+            self._restart(first_index=None)
+        if self._anchor_time is None:
+            frame_span = timedelta(seconds=len(counts) / self.format.sample_rate_hz)
+            self._anchor_time = self._clock() - frame_span
+            self._anchor_index = first_index
+            self._next_index = first_index
+
+    def _accept_after_gap(self, first_index: int, counts: list[int], out: Outgoing) -> Outgoing:
+        assert self._next_index is not None
+        gap = first_index - self._next_index
+        self.samples_missing += gap
+        if gap > MAX_BRIDGED_GAP_S * self.format.sample_rate_hz:
+            logger.warning("board %s: %d samples missing; restarting analysis",
+                           self.device_id, gap)
+            self._flush_waveform(out)
+            anchor_time = self.time_of(first_index)
+            self._restart(first_index=first_index)
+            self._anchor_time = anchor_time
+            self._anchor_index = first_index
+        else:
+            logger.warning("board %s: %d samples missing before index %d",
+                           self.device_id, gap, first_index)
+            self._flush_waveform(out)
+            self.analyzer.process(np.full(gap, np.nan))
+            self._next_index = first_index
+        self._analyse(first_index, counts, out)
+        return out
+
+    def _analyse(self, first_index: int, counts: list[int], out: Outgoing) -> None:
+        if not self._pending:
+            self._pending_first_index = first_index
+        self._pending.extend(counts)
+        self._next_index = first_index + len(counts)
+
+        millivolts = np.asarray(counts, dtype=np.float64) * (self.format.scale_uv / 1000.0)
+        analysis = self.analyzer.process(millivolts)
+        if analysis.heart_rate_bpm is not None:
+            self._heart_rate = analysis.heart_rate_bpm
+        self._quality = analysis.signal_quality
+        for change in analysis.alarms:
+            out.alarms.append((change, self._emergency_builder(change)))
+
+        if len(self._pending) >= self._chunk_samples:
+            self._flush_waveform(out)
+        if self.analyzer.samples_seen >= self._next_numerics_at:
+            self._next_numerics_at += self._numerics_every
+            builder = self._numerics_builder(self._next_index)
+            if builder is not None:
+                out.numerics.append(builder)
+
+    def _flush_waveform(self, out: Outgoing) -> None:
+        if not self._pending:
+            return
+        samples = self._pending
+        first_index = self._pending_first_index
+        first_at = self.time_of(first_index)
+        self._pending = []
+        fmt = self.format
+
+        def build(seq: int) -> EcgWaveform:
+            return EcgWaveform(
+                device_id=self.device_id, seq=seq, sent_at=self._clock(),
+                lead=fmt.lead, sample_rate_hz=fmt.sample_rate_hz,
+                first_sample_at=first_at, first_sample_index=first_index,
+                scale_uv=fmt.scale_uv, samples=samples,
+            )
+
+        out.waveforms.append(build)
+
+    def _numerics_builder(self, board_index: int) -> Callable[[int], VitalsNumerics] | None:
+        if self._heart_rate is None:
+            return None
+        spec = VitalSign.HEART_RATE.value
+        measurement = Measurement(
+            code=spec.mdc_reference_id, value=round(self._heart_rate, 1), unit=spec.unit,
+            quality=round(min(1.0, max(0.0, self._quality)), 3),
+        )
+        measured_at = self.time_of(board_index)
+
+        def build(seq: int) -> VitalsNumerics:
+            return VitalsNumerics(
+                device_id=self.device_id, seq=seq, sent_at=self._clock(),
+                measured_at=measured_at, measurements=[measurement],
+            )
+
+        return build
+
+    def _emergency_builder(self, change: AlarmChange) -> Callable[[int], Emergency]:
+        started_at = self.time_of(self._anchor_index + change.onset_sample)
+        alarm_id = f"{change.kind}-{int(started_at.timestamp() * 1000)}"
+
+        def build(seq: int) -> Emergency:
+            return Emergency(
+                device_id=self.device_id, seq=seq, sent_at=self._clock(),
+                alarm_id=alarm_id[:64], kind=change.kind, priority=change.priority,
+                state=change.state, started_at=started_at, evidence=change.evidence,
+            )
+
+        return build

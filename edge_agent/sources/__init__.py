@@ -1,0 +1,1 @@
+"""Sensor sources: each turns a device link into decoded readings for the agent."""

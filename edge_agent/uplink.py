@@ -1,0 +1,173 @@
+"""The link to central: send buffered messages, forget them only when acknowledged.
+
+Sending is pipelined: up to ``max_in_flight`` messages wait for their ``ack`` at once.
+After a reconnect everything not yet acknowledged is sent again; central stores by
+(device, sequence), so a resend is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from protocol.errors import ProtocolError
+from protocol.messages import Ack, Rejected, decode_central_message
+from edge_agent.buffer import MessageBuffer
+from edge_agent.config import CentralSettings
+
+logger = logging.getLogger(__name__)
+
+# A connection that stayed up this long counts as healthy, so the next outage starts
+# again from the shortest reconnect delay.
+STABLE_CONNECTION_S = 30.0
+# Messages fetched from the buffer per read; small enough to keep each read short.
+BATCH_SIZE = 128
+# Central accepts frames up to 1 MiB; our largest message is a few tens of kB.
+MAX_FRAME_BYTES = 1 << 20
+
+
+class Backoff:
+    """Exponential reconnect delay with full jitter, so beds do not reconnect in step."""
+
+    def __init__(
+        self, minimum_s: float, maximum_s: float,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.minimum_s = minimum_s
+        self.maximum_s = maximum_s
+        self._uniform = uniform
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum_s, self.minimum_s * 2**self.attempt)
+        self.attempt += 1
+        return self._uniform(self.minimum_s, max(self.minimum_s, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def basic_credentials(device_id: str, secret: str) -> str:
+    token = base64.b64encode(f"{device_id}:{secret}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+class Uplink:
+    """Keeps one WebSocket to central open and drains the buffer through it."""
+
+    def __init__(
+        self, settings: CentralSettings, buffer: MessageBuffer, device_id: str,
+        secret: str,
+    ) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        self._device_id = device_id
+        self._authorization = basic_credentials(device_id, secret)
+        self._backoff = Backoff(
+            settings.reconnect_min_delay_s, settings.reconnect_max_delay_s
+        )
+        self._in_flight: set[int] = set()
+        self._window_open = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.sent = 0
+        self.acknowledged = 0
+        self.rejected = 0
+        self.connections = 0
+
+    async def run(self) -> None:
+        """Connect, drain and reconnect until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self._run_connection()
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                logger.warning(
+                    "central refused device %s with HTTP %d; check its credential",
+                    self._device_id, status,
+                )
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+                logger.warning("link to central lost for device %s: %s",
+                               self._device_id, exc)
+            finally:
+                self.connected.clear()
+                self._in_flight.clear()
+            if loop.time() - started > STABLE_CONNECTION_S:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            logger.info("reconnecting to central in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _run_connection(self) -> None:
+        async with connect(
+            self._settings.url,
+            additional_headers={"Authorization": self._authorization},
+            open_timeout=self._settings.connect_timeout_s,
+            max_size=MAX_FRAME_BYTES,
+        ) as websocket:
+            self.connections += 1
+            self.connected.set()
+            logger.info("connected to central at %s as %s",
+                        self._settings.url, self._device_id)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._send_loop(websocket))
+                tasks.create_task(self._receive_loop(websocket))
+
+    async def _send_loop(self, websocket: ClientConnection) -> None:
+        limit = self._settings.max_in_flight
+        while True:
+            room = limit - len(self._in_flight)
+            if room <= 0:
+                self._window_open.clear()
+                await self._window_open.wait()
+                continue
+            self._buffer.new_message.clear()
+            batch = await self._buffer.next_batch(
+                min(room, BATCH_SIZE), exclude=self._in_flight
+            )
+            if not batch:
+                await self._buffer.new_message.wait()
+                continue
+            for message in batch:
+                self._in_flight.add(message.seq)
+                await websocket.send(message.body.decode("utf-8"))
+                self.sent += 1
+
+    async def _receive_loop(self, websocket: ClientConnection) -> None:
+        async for frame in websocket:
+            try:
+                reply = decode_central_message(frame)
+            except ProtocolError as exc:
+                logger.warning("ignoring unreadable message from central: %s", exc)
+                continue
+            if isinstance(reply, Ack):
+                await self._on_ack(reply)
+            elif isinstance(reply, Rejected):
+                await self._on_rejected(reply)
+
+    async def _on_ack(self, ack: Ack) -> None:
+        await self._buffer.acknowledge(ack.seqs)
+        self.acknowledged += len(ack.seqs)
+        self._in_flight.difference_update(ack.seqs)
+        self._window_open.set()
+
+    async def _on_rejected(self, rejected: Rejected) -> None:
+        self.rejected += 1
+        logger.warning(
+            "central rejected message seq=%s from %s: %s: %s",
+            rejected.seq, self._device_id, rejected.field, rejected.problem,
+        )
+        if rejected.seq is not None:
+            # Resending an identical message would be rejected again forever.
+            await self._buffer.move_to_rejected(
+                rejected.seq, rejected.field, rejected.problem
+            )
+            self._in_flight.discard(rejected.seq)
+            self._window_open.set()

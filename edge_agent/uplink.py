@@ -11,7 +11,8 @@ import asyncio
 import base64
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -56,6 +57,23 @@ class Backoff:
 def basic_credentials(device_id: str, secret: str) -> str:
     token = base64.b64encode(f"{device_id}:{secret}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+async def _first_to_finish(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run coroutines until one ends, cancel the rest, re-raise the first error.
+
+    Unlike a TaskGroup this raises the plain exception, not an ExceptionGroup, so the
+    reconnect loop can tell a lost link from a bug.
+    """
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 class Uplink:
@@ -116,9 +134,9 @@ class Uplink:
             self.connected.set()
             logger.info("connected to central at %s as %s",
                         self._settings.url, self._device_id)
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._send_loop(websocket))
-                tasks.create_task(self._receive_loop(websocket))
+            await _first_to_finish(
+                self._send_loop(websocket), self._receive_loop(websocket)
+            )
 
     async def _send_loop(self, websocket: ClientConnection) -> None:
         limit = self._settings.max_in_flight
@@ -151,6 +169,8 @@ class Uplink:
                 await self._on_ack(reply)
             elif isinstance(reply, Rejected):
                 await self._on_rejected(reply)
+        # The iteration ends on a clean close; the send loop must stop with it.
+        raise ConnectionError("central closed the connection")
 
     async def _on_ack(self, ack: Ack) -> None:
         await self._buffer.acknowledge(ack.seqs)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import ConfigError, load_config
+
+VALID = """
+[device]
+id = "bed-1-board"
+secret = "s3cret"
+
+[serial]
+port = "/dev/ttyUSB0"
+
+[central]
+url = "ws://127.0.0.1:8000/ingest"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_gets_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert config.device.id == "bed-1-board"
+    assert config.dsp.mains_hz == 50
+    assert config.alarms.asystole_s == 4.0
+    assert config.device_secret() == "s3cret"
+
+
+def test_unknown_key_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="serial.*speed"):
+        load_config(write(tmp_path, VALID.replace('port =', 'speed = 9600\nport =')))
+
+
+def test_malformed_value_named(tmp_path: Path) -> None:
+    text = VALID + "\n[dsp]\nmains_hz = 55\n"
+    with pytest.raises(ConfigError, match="dsp.mains_hz"):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_secret_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="secret"):
+        load_config(write(tmp_path, VALID.replace('secret = "s3cret"', "")))
+
+
+def test_secret_file_read(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file\n")
+    text = VALID.replace('secret = "s3cret"', f'secret_file = "{tmp_path / "secret"}"')
+    assert load_config(write(tmp_path, text)).device_secret() == "from-file"
+
+
+def test_invalid_toml_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[device\n"))
+
+
+def test_missing_file_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")

@@ -1,0 +1,70 @@
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge_agent.buffer import MessageBuffer, Priority
+from protocol.messages import DeviceHello, decode_device_message
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def hello(seq: int) -> DeviceHello:
+    return DeviceHello(device_id="dev-1", seq=seq, sent_at=NOW, model="m", firmware="f")
+
+
+async def test_sequence_survives_reopen(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    first = await buffer.append(hello, Priority.NUMERICS)
+    second = await buffer.append(hello, Priority.NUMERICS)
+    await buffer.close()
+
+    reopened = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await reopened.open()
+    third = await reopened.append(hello, Priority.NUMERICS)
+    assert (first.seq, second.seq, third.seq) == (0, 1, 2)
+    assert await reopened.pending_count() == 3
+    await reopened.close()
+
+
+async def test_acknowledge_removes_only_acked(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    for _ in range(4):
+        await buffer.append(hello, Priority.NUMERICS)
+    assert await buffer.acknowledge([1, 3, 99]) == 2
+    remaining = [message.seq for message in await buffer.next_batch(10)]
+    assert remaining == [0, 2]
+    await buffer.close()
+
+
+async def test_alarms_come_first(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    await buffer.append(hello, Priority.WAVEFORM)
+    await buffer.append(hello, Priority.NUMERICS)
+    await buffer.append(hello, Priority.ALARM)
+    order = [message.seq for message in await buffer.next_batch(10)]
+    assert order == [2, 1, 0]
+    await buffer.close()
+
+
+async def test_batch_excludes_in_flight(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    for _ in range(5):
+        await buffer.append(hello, Priority.NUMERICS)
+    batch = await buffer.next_batch(2, exclude={0, 1})
+    assert [message.seq for message in batch] == [2, 3]
+    assert decode_device_message(batch[0].body).seq == 2
+    await buffer.close()
+
+
+async def test_rejected_message_moves_aside(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    await buffer.append(hello, Priority.NUMERICS)
+    await buffer.move_to_rejected(0, "seq", "bad")
+    assert await buffer.pending_count() == 0
+    async with buffer.db.execute("SELECT field, problem FROM rejected") as cursor:
+        assert await cursor.fetchall() == [("seq", "bad")]
+    await buffer.close()

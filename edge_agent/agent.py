@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
@@ -27,6 +28,9 @@ from protocol.messages import DeviceHello, Measurement, VitalsNumerics
 
 logger = logging.getLogger(__name__)
 
+# ECG frames that arrive before the board's first HELLO are held, not dropped, until
+# the sampling rate and scale are known; a board repeats HELLO every few seconds.
+EARLY_FRAMES_LIMIT = 600
 # Frames waiting for analysis; at 10 frames/s this is minutes of slack before the
 # serial reader has to drop anything.
 FRAME_QUEUE_LIMIT = 4096
@@ -61,6 +65,7 @@ class BedsideAgent:
         )
         self._frames: asyncio.Queue[Frame] = asyncio.Queue(FRAME_QUEUE_LIMIT)
         self.stream: EcgStream | None = None
+        self._early_ecg: deque[EcgPayload] = deque(maxlen=EARLY_FRAMES_LIMIT)
         self.frames_dropped = 0
         self.payloads_rejected = 0
         self.ready = asyncio.Event()
@@ -77,6 +82,13 @@ class BedsideAgent:
                 await self.source.opened.wait()
                 self.ready.set()
         finally:
+            # Keep the samples of the last partial chunk across a clean stop.
+            if self.stream is not None:
+                try:
+                    await self._commit(self.stream.flush())
+                except Exception:  # the buffer may be what failed; still close it
+                    logger.exception("could not keep the last samples of %s",
+                                     self.device_id)
             await self.buffer.close()
             logger.info("agent %s stopped", self.device_id)
 
@@ -100,8 +112,15 @@ class BedsideAgent:
                                self.frames_dropped)
 
     async def _process_frames(self) -> None:
+        idle_flush_s = self.config.dsp.waveform_chunk_s
         while True:
-            frame = await self._frames.get()
+            try:
+                frame = await asyncio.wait_for(self._frames.get(), idle_flush_s)
+            except TimeoutError:
+                # A quiet board must not leave its last samples waiting in memory.
+                if self.stream is not None:
+                    await self._commit(self.stream.flush())
+                continue
             try:
                 payload = decode_payload(frame)
             except ProtocolError as exc:
@@ -116,18 +135,22 @@ class BedsideAgent:
     ) -> None:
         if isinstance(payload, HelloPayload):
             self._on_hello(payload)
+            while self._early_ecg:
+                await self._analyse(self._early_ecg.popleft())
         elif isinstance(payload, EcgPayload):
             if self.stream is None:
-                # A board repeats HELLO every few seconds; until then we cannot scale.
+                self._early_ecg.append(payload)
                 return
-            out = self.stream.add_samples(
-                payload.first_sample_index, list(payload.samples)
-            )
-            await self._commit(out)
+            await self._analyse(payload)
         elif isinstance(payload, NumericsPayload):
             await self._commit_board_numerics(payload)
         elif isinstance(payload, StatusPayload) and payload.leads_off:
             logger.warning("board %s reports leads off", self.device_id)
+
+    async def _analyse(self, payload: EcgPayload) -> None:
+        assert self.stream is not None
+        out = self.stream.add_samples(payload.first_sample_index, list(payload.samples))
+        await self._commit(out)
 
     def _on_hello(self, hello: HelloPayload) -> None:
         stream_format = StreamFormat(

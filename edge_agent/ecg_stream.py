@@ -153,6 +153,12 @@ class EcgStream:
             if builder is not None:
                 out.numerics.append(builder)
 
+    def flush(self) -> Outgoing:
+        """Emit the partial waveform chunk, for a quiet board or a shutdown."""
+        out = Outgoing()
+        self._flush_waveform(out)
+        return out
+
     def _flush_waveform(self, out: Outgoing) -> None:
         if not self._pending:
             return

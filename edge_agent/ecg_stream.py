@@ -21,8 +21,9 @@ from protocol.messages import Emergency, EcgWaveform, Measurement, VitalsNumeric
 logger = logging.getLogger(__name__)
 
 # A gap shorter than this is bridged with missing samples so the analyzer keeps its
-# beat history; a longer one (board reboot, long outage) starts a fresh analysis.
-MAX_BRIDGED_GAP_S = 10.0
+# beat history. A longer one starts a fresh analysis, because the analyzer would
+# read seconds of missing samples as seconds without a beat, a false asystole.
+MAX_BRIDGED_GAP_S = 0.5
 
 
 def utc_now() -> datetime:

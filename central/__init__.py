@@ -1,0 +1,1 @@
+"""Central service: device ingest, patient records, consent, audit and live events."""

@@ -1,0 +1,83 @@
+"""JSON error responses and strict parsing of query parameters."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A request failed with an HTTP status and a plain-language message."""
+
+    def __init__(self, status: int, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def error_body(status: int, message: str, **extra: object) -> dict[str, object]:
+    return {"status": status, "error": message, **extra}
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    body = error_body(exc.status, exc.message, **exc.extra)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code
+    )
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises the exception after this response, so the server logs the
+    # traceback; the client only learns that the request failed.
+    return JSONResponse(
+        error_body(500, "internal error; the request was not completed"),
+        status_code=500,
+    )
+
+
+def parse_time(name: str, value: str | None, default: datetime) -> datetime:
+    """Parse an ISO 8601 time with an offset; raise a 400 ApiError naming ``name``."""
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400,
+            f"{name}: expected an ISO 8601 time such as 2024-05-01T12:00:00Z, "
+            f"got {value!r}",
+        ) from None
+    if parsed.tzinfo is None:
+        raise ApiError(
+            400, f"{name}: time {value!r} has no UTC offset; add Z or +00:00"
+        )
+    return parsed.astimezone(UTC)
+
+
+def parse_int(
+    name: str, value: str | None, default: int, minimum: int, maximum: int
+) -> int:
+    """Parse an integer within bounds; raise a 400 ApiError naming ``name``."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(400, f"{name}: expected an integer, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ApiError(400, f"{name}: expected {minimum} to {maximum}, got {number}")
+    return number

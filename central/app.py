@@ -1,0 +1,124 @@
+"""The central ASGI application: routes, error handlers and the lifespan.
+
+At start the lifespan starts the embedded database when no DATABASE_URL is set. It
+then opens the pool, applies migrations and creates the shared services. At
+shutdown it closes the event hub and the pool, and releases the embedded database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from central import auth_routes, patients
+from central.api import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    internal_error_handler,
+)
+from central.audit import AuditLog
+from central.config import Settings, log_startup_warnings
+from central.db.embedded import EmbeddedDatabase, start_embedded
+from central.db.migrations import apply_migrations
+from central.db.pool import database_is_up, open_pool
+from central.events import events_endpoint
+from central.hub import EventHub, InProcessHub
+from central.ingest import ingest_endpoint
+from central.metrics import Counters
+from central.services import Services, services_of
+
+logger = logging.getLogger(__name__)
+
+POOL_CLOSE_TIMEOUT_S = 10.0
+
+
+async def health(request: Request) -> JSONResponse:
+    """Report database reachability and the counters; no authentication."""
+    services = services_of(request)
+    database_ok = await database_is_up(services.pool)
+    body = {
+        "status": "ok" if database_ok else "degraded",
+        "database": "ok" if database_ok else "down",
+        "counters": services.counters.snapshot(),
+    }
+    return JSONResponse(body, status_code=200 if database_ok else 503)
+
+
+async def metrics(request: Request) -> JSONResponse:
+    """Return every counter as a JSON object."""
+    return JSONResponse(services_of(request).counters.snapshot())
+
+
+async def _open_database(settings: Settings) -> tuple[str, EmbeddedDatabase | None]:
+    if settings.database_url is not None:
+        return settings.database_url, None
+    embedded = await asyncio.to_thread(start_embedded, settings.pgdata)
+    return embedded.uri, embedded
+
+
+async def _close_pool(services: Services) -> None:
+    try:
+        await asyncio.wait_for(services.pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        logger.warning(
+            "database connections still busy after %.0f s; terminating them",
+            POOL_CLOSE_TIMEOUT_S,
+        )
+        services.pool.terminate()
+
+
+def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
+    """Build the application; nothing is opened until its lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log_startup_warnings(settings)
+        dsn, embedded = await _open_database(settings)
+        try:
+            services = Services(
+                settings=settings,
+                pool=await open_pool(dsn),
+                audit=AuditLog(settings.audit_enabled),
+                hub=hub if hub is not None else InProcessHub(),
+                counters=Counters(),
+            )
+            try:
+                async with services.pool.acquire() as connection:
+                    await apply_migrations(connection)
+                app.state.services = services
+                logger.info("central ready")
+                yield
+            finally:
+                services.hub.close()
+                await _close_pool(services)
+        finally:
+            if embedded is not None:
+                await asyncio.to_thread(embedded.release)
+        logger.info("central stopped")
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *auth_routes.routes,
+        *patients.routes,
+        WebSocketRoute("/ingest", ingest_endpoint),
+        WebSocketRoute("/events", events_endpoint),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
+    )

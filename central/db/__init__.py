@@ -1,0 +1,1 @@
+"""PostgreSQL access: connection pool, embedded server and schema migrations."""

@@ -1,0 +1,272 @@
+"""The device WebSocket (/ingest): authenticate, store idempotently, ack after commit.
+
+A device authenticates with HTTP Basic on the upgrade request. Each text frame is one
+protocol device message. Frames that arrive together are stored in one transaction
+of at most ``MAX_BATCH`` messages, and only after COMMIT does the device get an
+``Ack`` listing every seq of the batch, duplicates included. A malformed frame gets a
+``Rejected`` reply and the connection stays open. If storing fails, nothing of the
+batch is acknowledged and the socket is closed with 1011 so the device retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+import asyncpg
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from central.audit import Actor
+from central.devices import DeviceAuthError, authenticate_device
+from central.fanout import publish_stored
+from central.metrics import RateLimitedLog
+from central.services import Services, services_of
+from central.storage import store_batch
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    Ack,
+    DeviceHello,
+    DeviceMessage,
+    EcgWaveform,
+    Emergency,
+    Measurement,
+    Rejected,
+    VitalsNumerics,
+    decode_device_message,
+    encode,
+    peek_sequence,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 64
+RECEIVE_QUEUE_FRAMES = 256
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+_INDEX = re.compile(r"\[\d+\]")
+_rejection_log = RateLimitedLog(logger)
+# Field names a rejection may name. Any other name is an unknown field chosen by the
+# sender, so it is counted as "unknown_field" and a device cannot create counters.
+_KNOWN_FIELDS = frozenset(
+    {"message", "type"}
+    | {
+        name
+        for struct in (DeviceHello, VitalsNumerics, EcgWaveform, Emergency, Measurement)
+        for name in struct.__struct_fields__
+    }
+)
+
+
+def rejection_reason(field: str) -> str:
+    """Return the counter suffix for a rejected ``field``, without list indices."""
+    reason = _INDEX.sub("[]", field)
+    parts = reason.replace("[]", "").split(".")
+    return reason if all(part in _KNOWN_FIELDS for part in parts) else "unknown_field"
+
+
+async def ingest_endpoint(websocket: WebSocket) -> None:
+    """Serve one device connection from upgrade to close."""
+    services = services_of(websocket)
+    try:
+        device_id = await authenticate_device(
+            services.pool, websocket.headers.get("authorization")
+        )
+    except DeviceAuthError as exc:
+        await _reject_device(services, websocket, exc)
+        return
+    await websocket.accept()
+    session = IngestSession(services, websocket, device_id)
+    await session.start()
+    try:
+        await session.run()
+    finally:
+        await session.finish()
+
+
+async def _reject_device(
+    services: Services, websocket: WebSocket, exc: DeviceAuthError
+) -> None:
+    services.counters.increment("ingest.auth_refused")
+    client = websocket.client.host if websocket.client else "unknown"
+    logger.warning(
+        "rejected device connection from %s as %s: %s",
+        client,
+        exc.claimed_id,
+        exc.reason,
+    )
+    await services.audit.record(
+        services.pool,
+        Actor.anonymous(exc.claimed_id),
+        "device.connect",
+        outcome="refused",
+        detail={"reason": exc.reason, "client": client},
+    )
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = {"status": 401, "error": f"device authentication failed: {exc.reason}"}
+        headers = {"WWW-Authenticate": 'Basic realm="aura-ingest"'}
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=401, headers=headers)
+        )
+    else:
+        await websocket.close(CLOSE_POLICY_VIOLATION)
+
+
+class IngestSession:
+    """One authenticated device connection and its counts."""
+
+    def __init__(
+        self, services: Services, websocket: WebSocket, device_id: str
+    ) -> None:
+        self.services = services
+        self.websocket = websocket
+        self.device_id = device_id
+        self.stored = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self._frames: asyncio.Queue[str | bytes | None] = asyncio.Queue(
+            RECEIVE_QUEUE_FRAMES
+        )
+        self._closing = False
+
+    async def start(self) -> None:
+        self.services.counters.increment("ingest.connections")
+        logger.info("device %s connected", self.device_id)
+        await self.services.audit.record(
+            self.services.pool, Actor.device(self.device_id), "device.connect"
+        )
+
+    async def finish(self) -> None:
+        counts = {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+        logger.info("device %s disconnected: %s", self.device_id, counts)
+        try:
+            await self.services.audit.record(
+                self.services.pool,
+                Actor.device(self.device_id),
+                "device.disconnect",
+                detail=counts,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.error(
+                "could not audit disconnect of device %s: %s", self.device_id, exc
+            )
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read_frames())
+        try:
+            while (batch := await self._next_batch()) is not None:
+                if not await self._process(batch):
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await reader
+
+    async def _read_frames(self) -> None:
+        # A full queue stops this reader, which pushes back on the device over TCP.
+        try:
+            while True:
+                frame = await self.websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                text = frame.get("text")
+                await self._frames.put(
+                    text if text is not None else frame.get("bytes", b"")
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # This task has no caller to raise to; without the log and the end
+            # marker below, the session would wait for frames forever.
+            logger.exception("receiving from device %s failed", self.device_id)
+        await self._frames.put(None)
+
+    async def _next_batch(self) -> list[str | bytes] | None:
+        if self._closing:
+            return None
+        first = await self._frames.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_BATCH and not self._frames.empty():
+            frame = self._frames.get_nowait()
+            if frame is None:
+                self._closing = True
+                break
+            batch.append(frame)
+        return batch
+
+    async def _process(self, frames: list[str | bytes]) -> bool:
+        """Store a batch and acknowledge it; return False if the socket must close."""
+        messages = []
+        for frame in frames:
+            message = await self._decode_or_reject(frame)
+            if message is not None:
+                messages.append(message)
+        if not messages:
+            return True
+        try:
+            batch = await store_batch(self.services.pool, self.device_id, messages)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._storage_failed(exc, len(messages))
+            return False
+        self.stored += len(batch.new)
+        self.duplicates += batch.duplicates
+        self.services.counters.increment("ingest.stored", len(batch.new))
+        self.services.counters.increment("ingest.duplicates", batch.duplicates)
+        await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
+        publish_stored(self.services.hub, self.device_id, batch)
+        return True
+
+    async def _decode_or_reject(self, frame: str | bytes) -> DeviceMessage | None:
+        try:
+            if isinstance(frame, bytes):
+                raise ProtocolError(
+                    "message", "binary frames are not accepted; send JSON text"
+                )
+            message = decode_device_message(frame)
+            if message.device_id != self.device_id:
+                raise ProtocolError(
+                    "device_id",
+                    f"message names device {message.device_id!r} but this connection "
+                    f"is authenticated as {self.device_id!r}",
+                )
+        except ProtocolError as exc:
+            seq = peek_sequence(frame) if isinstance(frame, str) else None
+            await self._reject(seq, exc)
+            return None
+        return message
+
+    async def _reject(self, seq: int | None, exc: ProtocolError) -> None:
+        self.rejected += 1
+        reason = rejection_reason(exc.field)
+        self.services.counters.increment(f"ingest.rejected.{reason}")
+        _rejection_log.warning(
+            (self.device_id, reason),
+            "rejected message seq %s from device %s: %s: %s",
+            seq,
+            self.device_id,
+            exc.field,
+            exc.problem,
+        )
+        reply = Rejected(seq=seq, field=exc.field, problem=exc.problem)
+        await self.websocket.send_text(encode(reply).decode())
+
+    async def _storage_failed(self, exc: Exception, count: int) -> None:
+        self.services.counters.increment("ingest.store_failed")
+        logger.error(
+            "could not store %d messages from device %s, closing so it resends: %s",
+            count,
+            self.device_id,
+            exc,
+        )
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.websocket.close(CLOSE_INTERNAL_ERROR, "storage unavailable")

@@ -1,0 +1,170 @@
+"""Idempotent storage of decoded device messages.
+
+Each message first claims its (device_id, seq) row in ``device_messages``. Only when
+that row is new are its children (vitals rows, a waveform chunk or an alarm)
+inserted, in the same transaction, so a retransmission stores nothing twice and a
+failure stores nothing at all. The patient is resolved from the device's bed when
+the batch is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from central.devices import DeviceLocation, locate_device, record_hello, touch_last_seen
+from protocol.messages import (
+    DeviceHello,
+    DeviceMessage,
+    EcgWaveform,
+    Emergency,
+    VitalsNumerics,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredBatch:
+    """The outcome of one committed batch."""
+
+    location: DeviceLocation
+    seqs: list[int] = field(default_factory=list)
+    new: list[DeviceMessage] = field(default_factory=list)
+    duplicates: int = 0
+
+
+async def store_batch(
+    pool: asyncpg.Pool, device_id: str, messages: list[DeviceMessage]
+) -> StoredBatch:
+    """Store ``messages`` from ``device_id`` in one transaction; return what happened.
+
+    Every returned seq is committed when this returns, duplicates included, so all of
+    them may be acknowledged.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        location = await locate_device(connection, device_id)
+        batch = StoredBatch(location)
+        for message in messages:
+            if await _claim(connection, message, location.patient_id):
+                await _store_children(connection, message, location)
+                batch.new.append(message)
+            else:
+                batch.duplicates += 1
+            batch.seqs.append(message.seq)
+        await touch_last_seen(connection, device_id)
+    return batch
+
+
+async def _claim(
+    connection: asyncpg.Connection, message: DeviceMessage, patient_id: str | None
+) -> bool:
+    inserted = await connection.fetchval(
+        """
+        INSERT INTO device_messages (device_id, seq, type, device_time, patient_id)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (device_id, seq) DO NOTHING
+        RETURNING true
+        """,
+        message.device_id,
+        message.seq,
+        type(message).__struct_config__.tag,
+        message.sent_at,
+        patient_id,
+    )
+    return bool(inserted)
+
+
+async def _store_children(
+    connection: asyncpg.Connection, message: DeviceMessage, location: DeviceLocation
+) -> None:
+    patient_id = location.patient_id
+    if isinstance(message, VitalsNumerics):
+        await _store_numerics(connection, message, patient_id)
+    elif isinstance(message, EcgWaveform):
+        await _store_waveform(connection, message, patient_id)
+    elif isinstance(message, Emergency):
+        await _store_alarm(connection, message, patient_id)
+    elif isinstance(message, DeviceHello):
+        await record_hello(
+            connection, message.device_id, message.model, message.firmware
+        )
+        if message.bed is not None and message.bed != location.bed_id:
+            logger.warning(
+                "device %s reports bed %s but is registered in bed %s; "
+                "using the registry",
+                message.device_id,
+                message.bed,
+                location.bed_id,
+            )
+
+
+async def _store_numerics(
+    connection: asyncpg.Connection, message: VitalsNumerics, patient_id: str | None
+) -> None:
+    await connection.executemany(
+        """
+        INSERT INTO vitals (device_id, seq, ordinal, patient_id, code, value, unit,
+                            quality, measured_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        """,
+        [
+            (
+                message.device_id,
+                message.seq,
+                ordinal,
+                patient_id,
+                item.code,
+                item.value,
+                item.unit,
+                item.quality,
+                message.measured_at,
+            )
+            for ordinal, item in enumerate(message.measurements)
+        ],
+    )
+
+
+async def _store_waveform(
+    connection: asyncpg.Connection, message: EcgWaveform, patient_id: str | None
+) -> None:
+    await connection.execute(
+        """
+        INSERT INTO waveform_chunks (device_id, seq, patient_id, lead, sample_rate_hz,
+            first_sample_at, first_sample_index, scale_uv, samples)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        """,
+        message.device_id,
+        message.seq,
+        patient_id,
+        message.lead,
+        message.sample_rate_hz,
+        message.first_sample_at,
+        message.first_sample_index,
+        message.scale_uv,
+        message.samples,
+    )
+
+
+async def _store_alarm(
+    connection: asyncpg.Connection, message: Emergency, patient_id: str | None
+) -> None:
+    await connection.execute(
+        """
+        INSERT INTO alarms (device_id, seq, alarm_id, patient_id, kind, priority,
+            category, state, started_at, evidence)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        """,
+        message.device_id,
+        message.seq,
+        message.alarm_id,
+        patient_id,
+        message.kind,
+        message.priority,
+        message.category,
+        message.state,
+        message.started_at,
+        message.evidence,
+    )

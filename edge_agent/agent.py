@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # ECG frames that arrive before the board's first HELLO are held, not dropped, until
 # the sampling rate and scale are known; a board repeats HELLO every few seconds.
 EARLY_FRAMES_LIMIT = 600
+# How often the agent logs its link and parser counters.
+STATUS_INTERVAL_S = 60.0
 # Frames waiting for analysis; at 10 frames/s this is minutes of slack before the
 # serial reader has to drop anything.
 FRAME_QUEUE_LIMIT = 4096
@@ -79,6 +81,7 @@ class BedsideAgent:
                 tasks.create_task(self.source.run(), name="serial-source")
                 tasks.create_task(self.uplink.run(), name="uplink")
                 tasks.create_task(self._process_frames(), name="analysis")
+                tasks.create_task(self._report_status(), name="status")
                 await self.source.opened.wait()
                 self.ready.set()
         finally:
@@ -91,6 +94,28 @@ class BedsideAgent:
                                      self.device_id)
             await self.buffer.close()
             logger.info("agent %s stopped", self.device_id)
+
+    async def _report_status(self) -> None:
+        reported_failures = 0
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            parser = self.source.parser
+            if parser.crc_failures < reported_failures:
+                reported_failures = 0  # the port was reopened with a fresh parser
+            pending = await self.buffer.pending_count()
+            logger.info(
+                "%s: %d frames ok, %d CRC failures, %d bytes discarded, %d frames lost;"
+                " %d messages waiting for central, %d sent, %d acknowledged",
+                self.device_id, parser.frames_ok, parser.crc_failures,
+                parser.bytes_discarded, parser.frames_lost, pending,
+                self.uplink.sent, self.uplink.acknowledged,
+            )
+            if parser.crc_failures > reported_failures:
+                logger.warning(
+                    "%s: %d new corrupted frames from the sensor board; check the cable",
+                    self.device_id, parser.crc_failures - reported_failures,
+                )
+                reported_failures = parser.crc_failures
 
     async def _announce(self) -> None:
         device = self.config.device

@@ -21,7 +21,6 @@ from protocol.board import (
     StatusPayload,
     decode_payload,
 )
-from protocol.codes import VitalSign
 from protocol.errors import ProtocolError
 from protocol.framing import Frame
 from protocol.messages import DeviceHello, Measurement, VitalsNumerics
@@ -37,15 +36,6 @@ STATUS_INTERVAL_S = 60.0
 # serial reader has to drop anything.
 FRAME_QUEUE_LIMIT = 4096
 
-NUMERIC_FIELDS: dict[str, VitalSign] = {
-    "spo2_percent": VitalSign.SPO2,
-    "pulse_rate_bpm": VitalSign.PULSE_RATE,
-    "respiration_rate_bpm": VitalSign.RESPIRATION_RATE,
-    "nibp_systolic_mmhg": VitalSign.SYSTOLIC_BP,
-    "nibp_diastolic_mmhg": VitalSign.DIASTOLIC_BP,
-    "nibp_mean_mmhg": VitalSign.MEAN_BP,
-    "temperature_celsius": VitalSign.TEMPERATURE,
-}
 
 
 class BedsideAgent:
@@ -223,7 +213,7 @@ class BedsideAgent:
 
     async def _commit_board_numerics(self, payload: NumericsPayload) -> None:
         measurements = []
-        for name, sign in NUMERIC_FIELDS.items():
+        for name, sign in NumericsPayload.VITAL_SIGNS.items():
             value = getattr(payload, name)
             if value is not None:
                 spec = sign.value

@@ -237,9 +237,9 @@ class NumericsPayload:
     nibp_mean_mmhg: float | None = None
     temperature_celsius: float | None = None
 
-    # Plausible ranges shared with the rest of the system, so the board and central
-    # accept the same values.
-    _RANGES: ClassVar[dict[str, VitalSign]] = {
+    # The vital sign of each field. Its plausible range is shared with the rest of the
+    # system, so the board and central accept the same values.
+    VITAL_SIGNS: ClassVar[dict[str, VitalSign]] = {
         "spo2_percent": VitalSign.SPO2,
         "pulse_rate_bpm": VitalSign.PULSE_RATE,
         "respiration_rate_bpm": VitalSign.RESPIRATION_RATE,
@@ -250,7 +250,7 @@ class NumericsPayload:
     }
 
     def __post_init__(self) -> None:
-        for name, sign in self._RANGES.items():
+        for name, sign in self.VITAL_SIGNS.items():
             value = getattr(self, name)
             if value is not None:
                 code = sign.value

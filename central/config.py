@@ -103,6 +103,7 @@ class Settings:
             redis_url=_redis_url(environ.get("REDIS_URL")),
             jwt_secret=jwt_secret,
             jwt_secret_generated=generated,
+            # NOTE: the key is validated only; nothing is encrypted with it yet.
             encryption_key=_encryption_key(environ.get("ENCRYPTION_KEY")),
             ai_agents_enabled=_boolean("ENABLE_AI_AGENTS", environ, False),
             audit_enabled=_audit_enabled(environ),

@@ -249,5 +249,7 @@ class EventsClient:
             services.pool, actor, "events.subscribe", patient_id=patient_id
         )
         await self._reply(Subscribed(patient_id=patient_id))
+        # NOTE: consent is checked only when subscribing, so if the assignment ends
+        # later, events for this patient keep flowing until the client disconnects.
         self.subscriptions.add(patient_id)
         services.hub.subscribe(patient_id, self.queue)

@@ -105,7 +105,9 @@ async def _reject_device(
         detail={"reason": exc.reason, "client": client},
     )
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        body = {"status": 401, "error": f"device authentication failed: {exc.reason}"}
+        # The specific reason goes only to the log and the audit row, so a caller
+        # cannot probe which device ids exist.
+        body = {"status": 401, "error": "invalid device credentials"}
         headers = {"WWW-Authenticate": 'Basic realm="aura-ingest"'}
         await websocket.send_denial_response(
             JSONResponse(body, status_code=401, headers=headers)

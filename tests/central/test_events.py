@@ -99,17 +99,17 @@ async def test_unassigned_client_refused_and_gets_nothing(
         await ana.send(SUBSCRIBE)
         await receive_json(ana)
         await ben.send(SUBSCRIBE)
-        refusal = await receive_json(ben)
+        rejection = await receive_json(ben)
         await _ingest(live_server, demo, numerics(1), emergency(2))
         assert (await receive_json(ana))["type"] == "vitals.update"
         assert (await receive_json(ana))["type"] == "patient.emergency"
         await _expect_nothing(ben)
-    assert refusal["type"] == "error"
-    assert refusal["status"] == 403
-    assert refusal["patient_id"] == "P-0001"
+    assert rejection["type"] == "error"
+    assert rejection["status"] == 403
+    assert rejection["patient_id"] == "P-0001"
     rows = await _audit(services, "events.subscribe")
-    refused = [r for r in rows if r["outcome"] == "refused"]
-    assert refused == [
+    rejected_rows = [r for r in rows if r["outcome"] == "refused"]
+    assert rejected_rows == [
         {"actor_id": str(demo.ben_id), "patient_id": "P-0001", "outcome": "refused"}
     ]
 

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10.0
 MAX_SUBSCRIPTIONS = 64
+# How often an open connection's token and every subscription's consent are checked
+# again, so an ended assignment or an expired token stops the stream within this time.
+CONSENT_RECHECK_S = 15.0
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -121,16 +124,19 @@ class EventsClient:
     async def run(self) -> None:
         self.services.counters.increment("events.connections")
         logger.info("events client for user %s connected", self.principal.user_id)
-        reader = asyncio.create_task(self._serve_requests())
-        writer = asyncio.create_task(self._relay_events())
+        tasks = {
+            asyncio.create_task(self._serve_requests()),
+            asyncio.create_task(self._relay_events()),
+            asyncio.create_task(self._recheck_periodically()),
+        }
         try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.services.hub.remove(self.queue)
             self.queue.close("client disconnected")
-            reader.cancel()
-            writer.cancel()
-            outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             self._log_failures(outcomes)
             logger.info(
                 "events client for user %s disconnected", self.principal.user_id
@@ -196,6 +202,34 @@ class EventsClient:
             await self._subscribe(request.patient_id)
         return True
 
+    async def _recheck_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(CONSENT_RECHECK_S)
+            if not await self._recheck_token():
+                return
+            for patient_id in sorted(self.subscriptions):
+                if not await may_read(self.services.pool, self.principal, patient_id):
+                    await self._end_subscription(patient_id)
+
+    async def _end_subscription(self, patient_id: str) -> None:
+        self.subscriptions.discard(patient_id)
+        self.services.hub.unsubscribe(patient_id, self.queue)
+        logger.warning(
+            "ended events subscription to patient %s for user %s: assignment is over",
+            patient_id,
+            self.principal.user_id,
+        )
+        await self.services.audit.record(
+            self.services.pool,
+            Actor.user(self.principal.user_id),
+            "events.subscription_ended",
+            outcome="refused",
+            patient_id=patient_id,
+            detail={"reason": "no current assignment"},
+        )
+        message = f"you are no longer assigned to patient {patient_id}"
+        await self._reply(ErrorEvent(status=403, message=message, patient_id=patient_id))
+
     async def _recheck_token(self) -> bool:
         try:
             principal = await authenticate_token(
@@ -249,7 +283,7 @@ class EventsClient:
             services.pool, actor, "events.subscribe", patient_id=patient_id
         )
         await self._reply(Subscribed(patient_id=patient_id))
-        # NOTE: consent is checked only when subscribing, so if the assignment ends
-        # later, events for this patient keep flowing until the client disconnects.
+        # Consent is checked again every CONSENT_RECHECK_S while the subscription
+        # lasts, so an ended assignment stops the stream within that time.
         self.subscriptions.add(patient_id)
         services.hub.subscribe(patient_id, self.queue)

@@ -209,3 +209,42 @@ async def test_disabled_user_closed_on_subscribe(
             await asyncio.wait_for(ana.recv(), 5)
     assert error["status"] == 401
     assert "not an active user" in error["message"]
+
+
+async def test_ended_assignment_stops_stream(
+    live_server: LiveServer, demo: Demo, services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("central.events.CONSENT_RECHECK_S", 0.2)
+    async with connect_events(live_server, demo.ana_token) as ana:
+        await ana.send(SUBSCRIBE)
+        assert (await receive_json(ana))["type"] == "subscribed"
+        await services.pool.execute(
+            "UPDATE assignments SET ends_at = now() WHERE patient_id = 'P-0001'"
+        )
+        ended = await asyncio.wait_for(receive_json(ana), 5)
+        assert ended["type"] == "error"
+        assert ended["status"] == 403
+        await _ingest(live_server, demo, numerics(1))
+        await _expect_nothing(ana)
+    refusals = await _audit(services, "events.subscription_ended")
+    assert [row["outcome"] for row in refusals] == ["refused"]
+
+
+async def test_expired_token_closes_open_stream(
+    live_server: LiveServer, demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("central.events.CONSENT_RECHECK_S", 0.2)
+    monkeypatch.setattr("central.auth.CLOCK_LEEWAY_S", 0)
+    now = int(time.time())
+    claims = {"sub": str(demo.ana_id), "iss": TOKEN_ISSUER, "aud": TOKEN_AUDIENCE,
+              "iat": now, "exp": now + 1}
+    short_lived = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    async with connect_events(live_server, short_lived) as ana:
+        await ana.send(SUBSCRIBE)
+        assert (await receive_json(ana))["type"] == "subscribed"
+        closing = await asyncio.wait_for(receive_json(ana), 5)
+        assert closing["type"] == "error"
+        assert closing["status"] == 401
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ana.recv(), 5)

@@ -17,7 +17,14 @@ from types import FrameType
 
 from firmware_sim.board import Board
 from firmware_sim.config import DEFAULT_BOARD_ID, DEFAULT_HELLO_INTERVAL_S, BoardConfig
-from firmware_sim.sources import WfdbReplay
+from firmware_sim.sources import SampleSource, WfdbReplay
+from firmware_sim.synthetic import (
+    DEFAULT_SAMPLE_RATE_HZ,
+    SCENARIOS,
+    SyntheticEcg,
+    SyntheticSource,
+    build_scenario,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--record",
         type=Path,
-        default=DEFAULT_RECORD,
         help="WFDB record to replay, without extension (default: MIT-BIH record 100)",
+    )
+    parser.add_argument(
+        "--synthetic",
+        choices=list(SCENARIOS),
+        metavar="SCENARIO",
+        help="stream a synthetic ECG scenario instead of a record: "
+        + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        metavar="HZ",
+        help=f"sampling rate of the synthetic ECG, 125 to 1000 Hz "
+        f"(default: {DEFAULT_SAMPLE_RATE_HZ:g})",
     )
     parser.add_argument(
         "--lead",
@@ -101,7 +121,12 @@ def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="send every K-th frame with a wrong CRC (default: off)",
     )
-    parser.add_argument("--seed", type=int, help="seed of the random garbage bytes")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the random garbage bytes and of the synthetic ECG (default for "
+        "the synthetic ECG: 0)",
+    )
     parser.add_argument(
         "--log-level", default="INFO", help="stderr log level (default: INFO)"
     )
@@ -113,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.flatline_at is None) != (args.flatline_for is None):
         parser.error("--flatline-at and --flatline-for must be given together")
+    if args.synthetic is not None and (args.record is not None or args.lead):
+        parser.error("--synthetic cannot be combined with --record or --lead")
+    if args.synthetic is None and args.sample_rate is not None:
+        parser.error("--sample-rate applies only with --synthetic")
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
@@ -123,12 +152,41 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        source = WfdbReplay(args.record, args.lead, loop=not args.no_loop)
-        board = Board(source, config)
+        board = Board(_make_source(args), config)
     except (OSError, ValueError) as error:
-        logger.error("Cannot start the board with record %s: %s", args.record, error)
+        origin = args.synthetic or args.record or DEFAULT_RECORD
+        logger.error("Cannot start the board with %s: %s", origin, error)
         return EXIT_FAILURE
     return _run(board, args.link)
+
+
+def _make_source(args: argparse.Namespace) -> SampleSource:
+    loop = not args.no_loop
+    if args.synthetic is None:
+        return WfdbReplay(args.record or DEFAULT_RECORD, args.lead, loop=loop)
+    sample_rate_hz = (
+        DEFAULT_SAMPLE_RATE_HZ if args.sample_rate is None else args.sample_rate
+    )
+    seed = 0 if args.seed is None else args.seed
+    ecg = build_scenario(args.synthetic, sample_rate_hz, seed)
+    logger.info(
+        "Synthetic scenario %s: %.0f s at %g Hz, %d beats, episodes: %s",
+        args.synthetic,
+        ecg.duration_s,
+        sample_rate_hz,
+        len(ecg.truth.beat_samples),
+        _describe_episodes(ecg),
+    )
+    return SyntheticSource(ecg, loop=loop)
+
+
+def _describe_episodes(ecg: SyntheticEcg) -> str:
+    fs = ecg.sample_rate_hz
+    episodes = [
+        f"{episode.kind} defined at {episode.definition_sample / fs:.2f} s"
+        for episode in ecg.truth.episodes
+    ]
+    return ", ".join(episodes) or "none"
 
 
 def _config_from_args(args: argparse.Namespace) -> BoardConfig:

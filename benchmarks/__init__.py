@@ -1,0 +1,1 @@
+"""Benchmarks of the ECG analysis; run ``python benchmarks/dsp_evaluation.py``."""

@@ -5,8 +5,8 @@ one ECG lead to `EcgAnalyzer` chunk by chunk and writes:
 
 - `beats.csv`: `sample,seconds` for each detected R peak;
 - `heart_rate.csv`: `seconds,bpm` at each beat where a rate is available;
-- `alarms.jsonl`: one JSON object per alarm change, with `kind`, `priority`, `state`,
-  `onset_seconds` and `evidence`.
+- `alarms.jsonl`: one JSON object per alarm change, with `kind`, `priority`,
+  `category`, `state`, `onset_seconds` and `evidence`.
 """
 
 import csv
@@ -189,6 +189,7 @@ def _write_alarms(path: Path, alarms: list[AlarmChange], sample_rate_hz: float) 
             entry = {
                 "kind": str(change.kind),
                 "priority": str(change.priority),
+                "category": str(change.category),
                 "state": str(change.state),
                 "onset_seconds": round(change.onset_sample / sample_rate_hz, 3),
                 "evidence": change.evidence,

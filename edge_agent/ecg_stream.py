@@ -205,7 +205,7 @@ class EcgStream:
             return Emergency(
                 device_id=self.device_id, seq=seq, sent_at=self._clock(),
                 alarm_id=alarm_id[:64], kind=change.kind, priority=change.priority,
-                state=change.state, started_at=started_at, evidence=change.evidence,
+                category=change.category, state=change.state, started_at=started_at, evidence=change.evidence,
             )
 
         return build

@@ -38,13 +38,16 @@ logger = logging.getLogger(__name__)
 MIN_QRS_AMPLITUDE_MV = 0.25
 AMPLITUDE_HALF_WINDOW_S = 0.060
 
-# Pan-Tompkins refractory period: the ventricles cannot depolarise again within about
-# 200 ms, which caps the detectable rate at 300 bpm.
-REFRACTORY_S = 0.200
+# Refractory period. Pan-Tompkins use 200 ms, but then a 300 bpm rhythm (RR 200 ms)
+# loses every beat whose R peak lands one sample early. 180 ms caps the detectable rate
+# at 333 bpm. The slope test against T waves (below) covers the shorter window.
+REFRACTORY_S = 0.180
 
 # A candidate must be the maximum of the integral within this distance on either side.
-# It is also how long the detector waits after a peak before deciding on it.
-PEAK_NEIGHBOURHOOD_S = 0.200
+# It is also how long the detector waits after a peak before deciding on it. It must
+# stay below the 200 ms RR interval of 300 bpm, or the smaller of two neighbouring
+# beats would never become a candidate.
+PEAK_NEIGHBOURHOOD_S = 0.160
 
 # The integral peaks 0.10 to 0.14 s after the R wave (MIT-BIH record 100), so the R
 # wave is sought in the ECG up to this far before the integral peak.
@@ -110,6 +113,7 @@ class QrsDetector:
     Detection lags the R peak by about 0.4 s, and by up to about 3.5 s for a beat found
     by search-back. Inverted leads work the same because only slope and peak-to-peak
     amplitude are used. NaN and infinite samples are replaced by the last finite value.
+    Pacemaker pulses are removed before detection (see `edge_agent.dsp.pacing`).
     """
 
     def __init__(self, sample_rate_hz: float, mains_hz: float = 50.0) -> None:
@@ -127,12 +131,25 @@ class QrsDetector:
         self._noise_candidates: list[_Candidate] = []
         self._next_search_back = 0
         self._horizon = 0
+        self._samples_fed = 0
         self.nonfinite_count = 0
+        # Outputs of the latest `process` call, for display and beat classification.
+        self.last_filtered_mv = np.zeros(0)
+        self.last_pace_spike_samples: list[int] = []
 
     @property
     def samples_seen(self) -> int:
         """Number of samples fed so far."""
+        return self._samples_fed
+
+    @property
+    def samples_filtered(self) -> int:
+        """Number of samples that have passed the filters, a few behind `samples_seen`."""
         return self._history.end
+
+    def filtered_window(self, begin: int, end: int) -> np.ndarray:
+        """Return the filtered ECG (mV) for absolute samples [begin, end) still held."""
+        return self._history.window("ecg", begin, end)
 
     @property
     def beat_horizon(self) -> int:
@@ -147,16 +164,22 @@ class QrsDetector:
     def process(self, samples_mv: np.ndarray) -> list[int]:
         """Feed one chunk and return R-peak indices confirmed during this call."""
         samples = np.asarray(samples_mv, dtype=np.float64).ravel()
+        self._samples_fed += samples.size
+        filtered: list[np.ndarray] = []
+        self.last_pace_spike_samples = []
         # The history holds only a few seconds, so long chunks go in as slices.
         step = round(MAX_STEP_S * self._fs)
         beats: list[int] = []
         for begin in range(0, samples.size, step):
-            beats.extend(self._process_step(samples[begin : begin + step]))
+            beats.extend(self._process_step(samples[begin : begin + step], filtered))
+        self.last_filtered_mv = np.concatenate(filtered) if filtered else np.zeros(0)
         return beats
 
-    def _process_step(self, samples: np.ndarray) -> list[int]:
+    def _process_step(self, samples: np.ndarray, filtered: list[np.ndarray]) -> list[int]:
         chunk = self._front_end.process(samples)
         self.nonfinite_count += chunk.nonfinite_count
+        self.last_pace_spike_samples.extend(chunk.pace_spike_samples)
+        filtered.append(chunk.ecg)
         self._history.append(chunk)
         if not self._learned:
             if self._history.end < round(LEARNING_S * self._fs):

@@ -1,7 +1,7 @@
 """Derived signals the QRS detector works on, computed chunk by chunk.
 
-`QrsFrontEnd` turns raw millivolt samples into four aligned signals: the
-baseline-corrected ECG, a smoothed copy for amplitude measurement, the absolute slope
+`QrsFrontEnd` removes pacemaker pulses from raw millivolt samples and turns them into
+four aligned signals: the baseline-corrected and mains-filtered ECG, a smoothed copy for amplitude measurement, the absolute slope
 of the QRS band, and the Pan-Tompkins moving-window integral of the squared slope.
 `SignalHistory` keeps the last few seconds of them, addressed by absolute sample index.
 """
@@ -18,6 +18,7 @@ from edge_agent.dsp.filters import (
     design_qrs_bandpass,
     hold_nonfinite,
 )
+from edge_agent.dsp.pacing import PaceSpikeRemover
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class QrsSignals:
     slope: np.ndarray  # absolute derivative of the QRS band (mV/s)
     integral: np.ndarray  # moving-window mean of the squared slope ((mV/s)^2)
     nonfinite_count: int  # NaN or infinite input samples, replaced by the last value
+    # Absolute indices of samples replaced because they were part of a pacemaker pulse.
+    pace_spike_samples: list[int]
 
 
 class MovingAverage:
@@ -75,11 +78,14 @@ class QrsFrontEnd:
     """Stateful chain of filters that produces `QrsSignals` from raw samples.
 
     The output for any chunking of the input matches the output for one call on the
-    whole signal, to rounding error.
+    whole signal, to rounding error. It lags the input by `delay` samples, because
+    pacemaker pulse removal looks a few samples ahead.
     """
 
     def __init__(self, sample_rate_hz: float, mains_hz: float) -> None:
         self._sample_rate_hz = sample_rate_hz
+        self._pacing = PaceSpikeRemover(sample_rate_hz)
+        self.delay = self._pacing.delay
         # One cascade for both stages saves a scipy call per chunk.
         cleaning = np.vstack(
             (
@@ -100,14 +106,23 @@ class QrsFrontEnd:
         raw = np.asarray(samples_mv, dtype=np.float64).ravel()
         cleaned, self._last_finite = hold_nonfinite(raw, self._last_finite)
         nonfinite_count = int(raw.size - np.count_nonzero(np.isfinite(raw)))
-        np.clip(cleaned, -INPUT_LIMIT_MV, INPUT_LIMIT_MV, out=cleaned)
+        # Pacemaker pulses reach 700 mV, so they go before clipping can flatten them.
+        paced = self._pacing.process(cleaned)
+        np.clip(paced, -INPUT_LIMIT_MV, INPUT_LIMIT_MV, out=paced)
 
-        ecg = self._cleaning.process(cleaned)
+        ecg = self._cleaning.process(paced)
         amplitude = self._smoothing.process(ecg)
         band = self._bandpass.process(ecg)
         slope = self._derivative(band)
         integral = self._integration.process(slope * slope)
-        return QrsSignals(ecg, amplitude, np.abs(slope), integral, nonfinite_count)
+        return QrsSignals(
+            ecg,
+            amplitude,
+            np.abs(slope),
+            integral,
+            nonfinite_count,
+            self._pacing.take_spike_samples(),
+        )
 
     def _derivative(self, band: np.ndarray) -> np.ndarray:
         extended = np.concatenate((self._band_tail, band))

@@ -131,7 +131,9 @@ async def test_record_reaches_nurse_and_survives_central_restart(
                    and e.state == "raised" for e in events)
 
     await wait_for(has_asystole, 30, "the asystole emergency")
-    emergency = next(e for e in events if isinstance(e, PatientEmergency))
+    emergency = next(
+        e for e in events if isinstance(e, PatientEmergency) and e.kind == "asystole"
+    )
     assert emergency.priority == "high"
     assert emergency.patient_id == PATIENT_ID
 

@@ -3,23 +3,37 @@
 import numpy as np
 import pytest
 
-from edge_agent.dsp import EcgAnalyzer
+from edge_agent.dsp import AnalyzerSettings, EcgAnalyzer
 from edge_agent.dsp.synthetic import beat_times_at_rate, synthetic_ecg
 
 # On a flat line the detector declares a stretch beat-free 20 ms after it arrives, so
 # an alarm may be reported up to one chunk plus that much after its onset.
 FLAT_LINE_HORIZON_LAG_S = 0.020
 
+# These tests cover the PhysioNet 2015 rules alone: no vital-sign limits, and alarms
+# clear when their condition ends instead of latching.
+PHYSIONET_ONLY = AnalyzerSettings(latching=False, limits=())
 
-def _analyse(ecg: np.ndarray, sample_rate_hz: float, chunk_s: float = 1.0):
-    """Return (time at the end of the chunk that reported it, change) pairs."""
-    analyzer = EcgAnalyzer(sample_rate_hz)
+
+def _analyse(
+    ecg: np.ndarray,
+    sample_rate_hz: float,
+    chunk_s: float = 1.0,
+    settings: AnalyzerSettings = PHYSIONET_ONLY,
+):
+    """Return (time at the end of the chunk that reported it, change) pairs of the
+    physiological alarms."""
+    analyzer = EcgAnalyzer(sample_rate_hz, settings)
     chunk = round(chunk_s * sample_rate_hz)
     changes = []
     for begin in range(0, ecg.size, chunk):
         result = analyzer.process(ecg[begin : begin + chunk])
         end_s = min(begin + chunk, ecg.size) / sample_rate_hz
-        changes.extend((end_s, change) for change in result.alarms)
+        changes.extend(
+            (end_s, change)
+            for change in result.alarms
+            if change.category == "physiological"
+        )
     return changes
 
 

@@ -1,7 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from edge_agent.alarms import (
+    DEFAULT_POLICIES,
     AlarmChange,
     AlarmEngine,
     AlarmKind,
@@ -18,7 +21,12 @@ def _samples(times_s) -> list[int]:
 
 
 def _engine() -> AlarmEngine:
-    return AlarmEngine(physionet_2015_rules(FS))
+    # These tests follow each rule's own condition, so nothing latches.
+    unlatched = {
+        kind: replace(policy, latching=False)
+        for kind, policy in DEFAULT_POLICIES.items()
+    }
+    return AlarmEngine(physionet_2015_rules(FS), FS, policies=unlatched)
 
 
 def _feed_beats(engine: AlarmEngine, beat_times_s, step_s: float = 1.0):

@@ -68,7 +68,15 @@ def test_analyze_writes_alarm_lines(tmp_path: Path) -> None:
     alarms = _alarms(summary.alarms_path)
     assert summary.alarm_count == len(alarms) >= 1
     first = alarms[0]
-    assert set(first) == {"kind", "priority", "state", "onset_seconds", "evidence"}
+    assert set(first) == {
+        "kind",
+        "priority",
+        "category",
+        "state",
+        "onset_seconds",
+        "evidence",
+    }
+    assert first["category"] == "physiological"
     assert first["kind"] == "extreme_tachycardia"
     assert first["state"] == "raised"
     assert first["priority"] == "high"

@@ -95,9 +95,12 @@ def test_analyzer_uses_custom_asystole_limit() -> None:
     analyzer = EcgAnalyzer(250.0, settings)
     results = _run(analyzer, np.zeros(250 * 8), 125)
     changes: list[AlarmChange] = [c for result in results for c in result.alarms]
-    assert [(c.kind, c.state) for c in changes] == [("asystole", "raised")]
-    assert changes[0].onset_sample == 6 * 250
-    assert set(analyzer.active_alarms) == {"asystole"}
+    assert [(c.kind, c.state, c.category) for c in changes] == [
+        ("leads_off", "raised", "technical"),
+        ("asystole", "raised", "physiological"),
+    ]
+    assert changes[1].onset_sample == 6 * 250
+    assert set(analyzer.active_alarms) == {"asystole", "leads_off"}
 
 
 def test_default_settings_are_physionet_2015() -> None:

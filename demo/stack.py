@@ -186,6 +186,10 @@ reconnect_max_delay_s = 2.0
 
 [buffer]
 path = "{self.buffer_path}"
+
+[dsp]
+# Samples arrive faster than their rate when the board replays at more than 1x.
+check_sample_rate = {"true" if self.speed == 1.0 else "false"}
 """
         )
         return path

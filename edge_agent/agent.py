@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
+from edge_agent.alarms.limits import RESPIRATION_RATE, SPO2, SYSTOLIC_BP, TEMPERATURE
 from edge_agent.buffer import MessageBuffer, Priority
 from edge_agent.config import AgentConfig
-from edge_agent.dsp.pipeline import AnalyzerSettings
+from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
 from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
 from edge_agent.sources.serial_board import SerialBoardSource
 from edge_agent.uplink import Uplink
@@ -23,13 +25,22 @@ from protocol.board import (
 )
 from protocol.errors import ProtocolError
 from protocol.framing import Frame
-from protocol.messages import DeviceHello, Measurement, VitalsNumerics
+from protocol.messages import DeviceHello, DeviceMessage, Measurement, VitalsNumerics
 
 logger = logging.getLogger(__name__)
 
 # ECG frames that arrive before the board's first HELLO are held, not dropped, until
 # the sampling rate and scale are known; a board repeats HELLO every few seconds.
 EARLY_FRAMES_LIMIT = 600
+# Board numerics fields checked against the patient's alarm limits, by limit code.
+LIMIT_CODES = {
+    "spo2_percent": SPO2,
+    "respiration_rate_bpm": RESPIRATION_RATE,
+    "nibp_systolic_mmhg": SYSTOLIC_BP,
+    "temperature_celsius": TEMPERATURE,
+}
+# How often the technical conditions (sensor silent, link lost, rate) are evaluated.
+SUPERVISION_INTERVAL_S = 1.0
 # How often the agent logs its link and parser counters.
 STATUS_INTERVAL_S = 60.0
 # Frames waiting for analysis; at 10 frames/s this is minutes of slack before the
@@ -61,10 +72,18 @@ class BedsideAgent:
         self.frames_dropped = 0
         self.payloads_rejected = 0
         self.ready = asyncio.Event()
+        self.supervisor: TechnicalSupervisor | None = None
+        # Technical conditions as last reported, re-applied to a new ECG stream.
+        self._conditions: dict[str, ConditionUpdate] = {}
 
     async def run(self) -> None:
         """Run until cancelled; the buffer is closed on the way out."""
         await self.buffer.open()
+        alarms = self.config.alarms
+        self.supervisor = TechnicalSupervisor(
+            alarms.sensor_silent_s, alarms.link_lost_s,
+            self.config.dsp.check_sample_rate, asyncio.get_running_loop().time(),
+        )
         try:
             await self._announce()
             async with asyncio.TaskGroup() as tasks:
@@ -72,6 +91,7 @@ class BedsideAgent:
                 tasks.create_task(self.uplink.run(), name="uplink")
                 tasks.create_task(self._process_frames(), name="analysis")
                 tasks.create_task(self._report_status(), name="status")
+                tasks.create_task(self._supervise(), name="supervision")
                 await self.source.opened.wait()
                 self.ready.set()
         finally:
@@ -84,6 +104,33 @@ class BedsideAgent:
                                      self.device_id)
             await self.buffer.close()
             logger.info("agent %s stopped", self.device_id)
+
+    async def _supervise(self) -> None:
+        assert self.supervisor is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SUPERVISION_INTERVAL_S)
+            now = loop.time()
+            self.supervisor.link_changed(self.uplink.connected.is_set(), now)
+            rate = self.stream.format.sample_rate_hz if self.stream else None
+            for update in self.supervisor.poll(now, rate):
+                await self._apply_condition(update)
+            measured = self.supervisor.take_measured_rate()
+            if measured is not None and self.stream is not None:
+                changes = self.stream.analyzer.report_measured_sample_rate(measured)
+                await self._commit(self.stream.changes_to_send(changes))
+
+    async def _apply_condition(self, update: ConditionUpdate) -> None:
+        self._conditions[update.kind] = update
+        log = logger.warning if update.present else logger.info
+        log("%s: technical condition %s %s: %s", self.device_id, update.kind,
+            "present" if update.present else "ended", update.evidence)
+        if self.stream is None:
+            return  # applied when the sensor's HELLO creates the stream
+        changes = self.stream.analyzer.set_condition(
+            update.kind, update.present, update.evidence
+        )
+        await self._commit(self.stream.changes_to_send(changes))
 
     async def _report_status(self) -> None:
         reported_failures = 0
@@ -149,7 +196,7 @@ class BedsideAgent:
         self, payload: HelloPayload | EcgPayload | NumericsPayload | StatusPayload
     ) -> None:
         if isinstance(payload, HelloPayload):
-            self._on_hello(payload)
+            await self._on_hello(payload)
             while self._early_ecg:
                 await self._analyse(self._early_ecg.popleft())
         elif isinstance(payload, EcgPayload):
@@ -164,10 +211,14 @@ class BedsideAgent:
 
     async def _analyse(self, payload: EcgPayload) -> None:
         assert self.stream is not None
+        if self.supervisor is not None:
+            self.supervisor.samples_arrived(
+                len(payload.samples), asyncio.get_running_loop().time()
+            )
         out = self.stream.add_samples(payload.first_sample_index, list(payload.samples))
         await self._commit(out)
 
-    def _on_hello(self, hello: HelloPayload) -> None:
+    async def _on_hello(self, hello: HelloPayload) -> None:
         stream_format = StreamFormat(
             lead=hello.lead, sample_rate_hz=hello.sample_rate_hz,
             scale_uv=hello.microvolts_per_count,
@@ -179,51 +230,82 @@ class BedsideAgent:
             self.device_id, hello.board_id, hello.firmware_version, hello.lead,
             hello.sample_rate_hz, hello.microvolts_per_count,
         )
-        alarms = self.config.alarms
-        settings = AnalyzerSettings(
-            mains_hz=self.config.dsp.mains_hz,
-            asystole_s=alarms.asystole_s,
-            bradycardia_bpm=alarms.bradycardia_bpm,
-            bradycardia_beats=alarms.bradycardia_beats,
-            tachycardia_bpm=alarms.tachycardia_bpm,
-            tachycardia_beats=alarms.tachycardia_beats,
-        )
+        settings = self.config.analyzer_settings()
+        try:
+            settings.check(hello.sample_rate_hz)
+        except ValueError as exc:
+            logger.error("board %s: cannot analyse its ECG: %s", self.device_id, exc)
+            return
         self.stream = EcgStream(
             self.device_id, stream_format, settings,
             self.config.dsp.waveform_chunk_s, self.config.dsp.numerics_interval_s,
             clock=self._clock,
         )
+        if self.supervisor is not None:
+            self.supervisor.restart_rate_window()
+        expected = self.config.dsp.sample_rate_hz
+        if expected is not None and expected != hello.sample_rate_hz:
+            self._conditions["sample_rate_mismatch"] = ConditionUpdate(
+                "sample_rate_mismatch", True,
+                f"the sensor reports {hello.sample_rate_hz:g} Hz but this bed is "
+                f"configured for {expected:g} Hz",
+            )
+        for update in list(self._conditions.values()):
+            if update.present:
+                await self._apply_condition(update)
 
     async def _commit(self, out: Outgoing) -> None:
         # Alarms are committed before they are announced in the log, so an alarm a
         # nurse might hear about is never one the buffer could lose.
         for change, build in out.alarms:
-            message = await self.buffer.append(build, Priority.ALARM)
-            await self.buffer.record_alarm(
-                message.alarm_id, change.kind, change.priority, change.state,
-                message.started_at.isoformat(), change.evidence,
-            )
+            message = await self._append(build, Priority.ALARM)
+            if message is not None:
+                await self.buffer.record_alarm(
+                    message.alarm_id, change.kind, change.priority, change.state,
+                    message.started_at.isoformat(), change.evidence,
+                )
             log = logger.warning if change.state == "raised" else logger.info
-            log("ALARM %s %s priority %s on %s: %s", change.state, change.kind,
-                change.priority, self.device_id, change.evidence)
+            log("ALARM %s %s %s priority %s on %s: %s", change.state, change.category,
+                change.kind, change.priority, self.device_id, change.evidence)
         for build_numerics in out.numerics:
-            await self.buffer.append(build_numerics, Priority.NUMERICS)
+            await self._append(build_numerics, Priority.NUMERICS)
         for build_waveform in out.waveforms:
-            await self.buffer.append(build_waveform, Priority.WAVEFORM)
+            await self._append(build_waveform, Priority.WAVEFORM)
+
+    async def _append(
+        self, build: Callable[[int], DeviceMessage], priority: Priority
+    ) -> DeviceMessage | None:
+        try:
+            message = await self.buffer.append(build, priority)
+        except (sqlite3.Error, OSError) as exc:
+            # The message exists only in memory now and is lost; the technical alarm
+            # tells staff, and the next successful write clears it.
+            logger.error("%s: could not buffer a message: %s", self.device_id, exc)
+            if self.supervisor is not None:
+                self.supervisor.buffer_failed(str(exc))
+            return None
+        if self.supervisor is not None:
+            self.supervisor.buffer_recovered()
+        return message
 
     async def _commit_board_numerics(self, payload: NumericsPayload) -> None:
         measurements = []
         for name, sign in NumericsPayload.VITAL_SIGNS.items():
             value = getattr(payload, name)
-            if value is not None:
-                spec = sign.value
-                measurements.append(
-                    Measurement(code=spec.mdc_reference_id, value=value, unit=spec.unit)
-                )
+            if value is None:
+                continue
+            spec = sign.value
+            measurements.append(
+                Measurement(code=spec.mdc_reference_id, value=value, unit=spec.unit)
+            )
+            limit_code = LIMIT_CODES.get(name)
+            if limit_code is not None and self.stream is not None:
+                changes = self.stream.analyzer.update_numeric(limit_code, value)
+                await self._commit(self.stream.changes_to_send(changes))
         if not measurements:
             return
         measured_at = self._clock()
-        await self.buffer.append(
+        await self._append(
             lambda seq: VitalsNumerics(
                 device_id=self.device_id, seq=seq, sent_at=self._clock(),
                 measured_at=measured_at, measurements=measurements,

@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from edge_agent.alarms.limits import DEFAULT_LIMITS, NumericLimit
+from edge_agent.dsp.settings import AnalyzerSettings
+
 Identifier = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
@@ -47,8 +50,24 @@ class BufferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class DspSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mains_hz: Literal[50, 60] = 50
+    # The sampling rate the sensor is expected to report; when set, the filters are
+    # designed for it at load time, and a sensor reporting another rate raises a
+    # technical alarm.
+    sample_rate_hz: Annotated[float, msgspec.Meta(ge=125.0, le=1000.0)] | None = None
+    # Compare the rate at which samples arrive with the rate the sensor reports.
+    # Turn off only for replays faster than real time.
+    check_sample_rate: bool = True
     waveform_chunk_s: Annotated[float, msgspec.Meta(ge=0.05, le=2.0)] = 0.25
     numerics_interval_s: Annotated[float, msgspec.Meta(ge=0.25, le=60.0)] = 1.0
+
+
+class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Per-patient alarm limits of one vital sign; an omitted side is disabled."""
+
+    low: float | None = None
+    high: float | None = None
+    delay_s: Annotated[float, msgspec.Meta(ge=0.0, le=120.0)] = 10.0
+    hysteresis: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
 
 
 class AlarmSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -58,6 +77,18 @@ class AlarmSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bradycardia_beats: Annotated[int, msgspec.Meta(ge=2, le=20)] = 5
     tachycardia_bpm: Annotated[float, msgspec.Meta(ge=100.0, le=250.0)] = 140.0
     tachycardia_beats: Annotated[int, msgspec.Meta(ge=2, le=40)] = 17
+    ventricular_tachycardia_bpm: Annotated[float, msgspec.Meta(ge=80.0, le=200.0)] = 100.0
+    ventricular_tachycardia_beats: Annotated[int, msgspec.Meta(ge=3, le=20)] = 5
+    ventricular_fibrillation_s: Annotated[float, msgspec.Meta(ge=1.0, le=10.0)] = 4.0
+    # High-priority alarms stay raised until acknowledged (IEC 60601-1-8 latching).
+    latching: bool = True
+    # Technical alarms the agent raises itself: no samples from the sensor for this
+    # long, and no connection to central for this long.
+    sensor_silent_s: Annotated[float, msgspec.Meta(ge=1.0, le=300.0)] = 5.0
+    link_lost_s: Annotated[float, msgspec.Meta(ge=1.0, le=3600.0)] = 15.0
+    # Keys: heart_rate, spo2, respiration_rate, systolic_bp, temperature. A vital sign
+    # not listed keeps the adult defaults of edge_agent.alarms.limits.
+    limits: dict[str, LimitSettings] = {}
 
 
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -67,6 +98,23 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     buffer: BufferSettings = msgspec.field(default_factory=BufferSettings)
     dsp: DspSettings = msgspec.field(default_factory=DspSettings)
     alarms: AlarmSettings = msgspec.field(default_factory=AlarmSettings)
+
+    def analyzer_settings(self) -> AnalyzerSettings:
+        """Build the ECG analysis settings; raise ValueError naming a bad value."""
+        alarms = self.alarms
+        return AnalyzerSettings(
+            mains_hz=float(self.dsp.mains_hz),
+            asystole_s=alarms.asystole_s,
+            bradycardia_bpm=alarms.bradycardia_bpm,
+            bradycardia_beats=alarms.bradycardia_beats,
+            tachycardia_bpm=alarms.tachycardia_bpm,
+            tachycardia_beats=alarms.tachycardia_beats,
+            ventricular_tachycardia_bpm=alarms.ventricular_tachycardia_bpm,
+            ventricular_tachycardia_beats=alarms.ventricular_tachycardia_beats,
+            ventricular_fibrillation_s=alarms.ventricular_fibrillation_s,
+            latching=alarms.latching,
+            limits=_merge_limits(alarms.limits),
+        )
 
     def device_secret(self) -> str:
         """Return the device credential from ``secret`` or ``secret_file``."""
@@ -79,6 +127,29 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ConfigError(
                 f"device.secret_file: cannot read {self.device.secret_file}: {exc}"
             ) from exc
+
+
+def _merge_limits(configured: dict[str, LimitSettings]) -> tuple[NumericLimit, ...]:
+    defaults = {limit.code: limit for limit in DEFAULT_LIMITS}
+    unknown = sorted(set(configured) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"alarms.limits: unknown vital sign {unknown[0]!r}; "
+            f"expected one of {', '.join(sorted(defaults))}"
+        )
+    merged = []
+    for code, default in defaults.items():
+        override = configured.get(code)
+        if override is None:
+            merged.append(default)
+            continue
+        hysteresis = default.hysteresis if override.hysteresis is None else override.hysteresis
+        try:
+            merged.append(NumericLimit(code, override.low, override.high, default.unit,
+                                       hysteresis=hysteresis, delay_s=override.delay_s))
+        except ValueError as exc:
+            raise ValueError(f"alarms.limits.{code}: {exc}") from exc
+    return tuple(merged)
 
 
 _AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -100,6 +171,12 @@ def parse_config(data: dict[str, object], source: str = "<config>") -> AgentConf
         raise ConfigError(f"{source}: {_describe(exc)}") from exc
     if not config.device.secret and not config.device.secret_file:
         raise ConfigError(f"{source}: device: set either secret or secret_file")
+    try:
+        settings = config.analyzer_settings()
+        if config.dsp.sample_rate_hz is not None:
+            settings.check(config.dsp.sample_rate_hz)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     if config.central.reconnect_min_delay_s > config.central.reconnect_max_delay_s:
         raise ConfigError(
             f"{source}: central.reconnect_min_delay_s must not exceed "

@@ -20,9 +20,9 @@ from protocol.messages import Emergency, EcgWaveform, Measurement, VitalsNumeric
 
 logger = logging.getLogger(__name__)
 
-# A gap shorter than this is bridged with missing samples so the analyzer keeps its
-# beat history. A longer one starts a fresh analysis, because the analyzer would
-# read seconds of missing samples as seconds without a beat, a false asystole.
+# A gap shorter than this is fed to the analyzer as missing samples. A longer one is
+# skipped, because the analyzer would read seconds of missing samples as seconds
+# without a beat, a false asystole; the agent reports the silence as a technical alarm.
 MAX_BRIDGED_GAP_S = 0.5
 
 
@@ -58,26 +58,28 @@ class EcgStream:
     ) -> None:
         self.device_id = device_id
         self.format = stream_format
-        self._settings = settings
         self._clock = clock
-        self._chunk_samples = max(1, round(waveform_chunk_s * stream_format.sample_rate_hz))
-        self._numerics_every = max(1, round(numerics_interval_s * stream_format.sample_rate_hz))
-        self._restart(first_index=None)
-        self.samples_missing = 0
-
-    def _restart(self, first_index: int | None) -> None:
-        self.analyzer = EcgAnalyzer(self.format.sample_rate_hz, self._settings)
+        rate = stream_format.sample_rate_hz
+        self._chunk_samples = max(1, round(waveform_chunk_s * rate))
+        self._numerics_every = max(1, round(numerics_interval_s * rate))
+        self.analyzer = EcgAnalyzer(rate, settings)
         self._anchor_time: datetime | None = None
-        self._anchor_index = 0  # board sample index that maps to analyzer sample 0
-        self._next_index: int | None = first_index
+        self._anchor_index = 0  # board sample index taken at _anchor_time
+        # Board index minus analyzer sample number; it changes when the analyzer
+        # skips a long gap or the board restarts its counter.
+        self._index_offset = 0
+        self._next_index: int | None = None
         self._pending: list[int] = []
         self._pending_first_index = 0
         self._next_numerics_at = self._numerics_every
         self._heart_rate: float | None = None
         self._quality = 0.0
+        self._alarm_ids: dict[str, str] = {}
+        self.samples_missing = 0
 
     def time_of(self, board_index: int) -> datetime:
-        assert self._anchor_time is not None
+        if self._anchor_time is None:
+            return self._clock()  # before the first sample, as for a lost link at boot
         offset_s = (board_index - self._anchor_index) / self.format.sample_rate_hz
         return self._anchor_time + timedelta(seconds=offset_s)
 
@@ -86,51 +88,50 @@ class EcgStream:
         out = Outgoing()
         if not counts:
             return out
-        self._align(first_index, counts)
-        if self._next_index is None or first_index > self._next_index:
-            return self._accept_after_gap(first_index, counts, out)
-        if first_index < self._next_index:
+        if self._next_index is None:
+            self._start_segment(first_index, len(counts))
+        elif first_index < self._next_index - self.format.sample_rate_hz:
+            logger.warning("board %s restarted its sample counter at %d",
+                           self.device_id, first_index)
+            self._flush_waveform(out)
+            self._start_segment(first_index, len(counts))
+        elif first_index < self._next_index:
             # An overlap after a resent frame: keep only the new tail.
-            skip = self._next_index - first_index
-            counts = counts[skip:]
+            counts = counts[self._next_index - first_index:]
             first_index = self._next_index
             if not counts:
                 return out
+        elif first_index > self._next_index:
+            self._skip_gap(first_index, out)
         self._analyse(first_index, counts, out)
         return out
 
-    def _align(self, first_index: int, counts: list[int]) -> None:
-        restarted_by = (self._next_index or 0) - first_index
-        if self._next_index is not None and restarted_by > self.format.sample_rate_hz:
-            logger.warning("board %s restarted its sample counter; restarting analysis",
-                           self.device_id)
-            self._restart(first_index=None)
-        if self._anchor_time is None:
-            frame_span = timedelta(seconds=len(counts) / self.format.sample_rate_hz)
-            self._anchor_time = self._clock() - frame_span
-            self._anchor_index = first_index
-            self._next_index = first_index
+    def changes_to_send(self, changes: list[AlarmChange]) -> Outgoing:
+        """Wrap alarm changes from the analyzer's methods (conditions, limits)."""
+        out = Outgoing()
+        self._collect_alarms(changes, out)
+        return out
 
-    def _accept_after_gap(self, first_index: int, counts: list[int], out: Outgoing) -> Outgoing:
+    def _start_segment(self, first_index: int, frame_samples: int) -> None:
+        frame_span = timedelta(seconds=frame_samples / self.format.sample_rate_hz)
+        self._anchor_time = self._clock() - frame_span
+        self._anchor_index = first_index
+        self._index_offset = first_index - self.analyzer.samples_seen
+        self._next_index = first_index
+
+    def _skip_gap(self, first_index: int, out: Outgoing) -> None:
         assert self._next_index is not None
         gap = first_index - self._next_index
         self.samples_missing += gap
-        if gap > MAX_BRIDGED_GAP_S * self.format.sample_rate_hz:
-            logger.warning("board %s: %d samples missing; restarting analysis",
-                           self.device_id, gap)
-            self._flush_waveform(out)
-            anchor_time = self.time_of(first_index)
-            self._restart(first_index=first_index)
-            self._anchor_time = anchor_time
-            self._anchor_index = first_index
+        self._flush_waveform(out)
+        logger.warning("board %s: %d samples missing before index %d",
+                       self.device_id, gap, first_index)
+        if gap <= MAX_BRIDGED_GAP_S * self.format.sample_rate_hz:
+            analysis = self.analyzer.process(np.full(gap, np.nan))
+            self._collect_alarms(analysis.alarms, out)
         else:
-            logger.warning("board %s: %d samples missing before index %d",
-                           self.device_id, gap, first_index)
-            self._flush_waveform(out)
-            self.analyzer.process(np.full(gap, np.nan))
-            self._next_index = first_index
-        self._analyse(first_index, counts, out)
-        return out
+            self._index_offset += gap
+        self._next_index = first_index
 
     def _analyse(self, first_index: int, counts: list[int], out: Outgoing) -> None:
         if not self._pending:
@@ -140,11 +141,11 @@ class EcgStream:
 
         millivolts = np.asarray(counts, dtype=np.float64) * (self.format.scale_uv / 1000.0)
         analysis = self.analyzer.process(millivolts)
-        if analysis.heart_rate_bpm is not None:
-            self._heart_rate = analysis.heart_rate_bpm
+        # None means no current reading (too few beats, or none for seconds), and the
+        # nurse must then see the value go stale rather than the last rate.
+        self._heart_rate = analysis.heart_rate_bpm
         self._quality = analysis.signal_quality
-        for change in analysis.alarms:
-            out.alarms.append((change, self._emergency_builder(change)))
+        self._collect_alarms(analysis.alarms, out)
 
         if len(self._pending) >= self._chunk_samples:
             self._flush_waveform(out)
@@ -197,14 +198,25 @@ class EcgStream:
 
         return build
 
+    def _collect_alarms(self, changes: list[AlarmChange], out: Outgoing) -> None:
+        for change in changes:
+            out.alarms.append((change, self._emergency_builder(change)))
+
     def _emergency_builder(self, change: AlarmChange) -> Callable[[int], Emergency]:
-        started_at = self.time_of(self._anchor_index + change.onset_sample)
-        alarm_id = f"{change.kind}-{int(started_at.timestamp() * 1000)}"
+        started_at = self.time_of(change.onset_sample + self._index_offset)
+        # A clear carries the id of the raise it ends, so central can pair them.
+        if change.state == "raised" or change.kind not in self._alarm_ids:
+            self._alarm_ids[change.kind] = (
+                f"{change.kind}-{int(started_at.timestamp() * 1000)}"[:64]
+            )
+        alarm_id = self._alarm_ids[change.kind]
+        if change.state == "cleared":
+            del self._alarm_ids[change.kind]
 
         def build(seq: int) -> Emergency:
             return Emergency(
                 device_id=self.device_id, seq=seq, sent_at=self._clock(),
-                alarm_id=alarm_id[:64], kind=change.kind, priority=change.priority,
+                alarm_id=alarm_id, kind=change.kind, priority=change.priority,
                 category=change.category, state=change.state, started_at=started_at, evidence=change.evidence,
             )
 

@@ -61,3 +61,32 @@ def test_invalid_toml_rejected(tmp_path: Path) -> None:
 def test_missing_file_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_impossible_filter_rejected_at_load(tmp_path: Path) -> None:
+    text = VALID + "\n[dsp]\nmains_hz = 60\nsample_rate_hz = 125\n"
+    config = load_config(write(tmp_path, text))  # 60 Hz notch fits below 62.5 Hz
+    assert config.dsp.sample_rate_hz == 125
+    with pytest.raises(ConfigError, match="sample_rate_hz"):
+        load_config(write(tmp_path, VALID + "\n[dsp]\nsample_rate_hz = 100\n"))
+
+
+def test_patient_limits_override_defaults(tmp_path: Path) -> None:
+    text = VALID + "\n[alarms.limits.heart_rate]\nlow = 40\nhigh = 150\ndelay_s = 5\n"
+    settings = load_config(write(tmp_path, text)).analyzer_settings()
+    heart_rate = settings.heart_rate_limit()
+    assert heart_rate is not None
+    assert (heart_rate.low, heart_rate.high, heart_rate.delay_s) == (40, 150, 5)
+    assert any(limit.code == "spo2" for limit in settings.limits)
+
+
+def test_unknown_limit_named(tmp_path: Path) -> None:
+    text = VALID + "\n[alarms.limits.glucose]\nlow = 4\n"
+    with pytest.raises(ConfigError, match="glucose"):
+        load_config(write(tmp_path, text))
+
+
+def test_inverted_limits_rejected(tmp_path: Path) -> None:
+    text = VALID + "\n[alarms.limits.spo2]\nlow = 95\nhigh = 90\n"
+    with pytest.raises(ConfigError, match="alarms.limits.spo2"):
+        load_config(write(tmp_path, text))

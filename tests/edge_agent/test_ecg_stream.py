@@ -97,3 +97,39 @@ def test_flat_line_raises_asystole() -> None:
     emergency = build(7)
     assert emergency.priority == "high"
     assert emergency.started_at > START
+
+
+def test_long_gap_skipped_without_asystole() -> None:
+    stream = make_stream()
+    signal = beats_signal(16.0)
+    first = feed(stream, 0, signal[:2500])
+    after = feed(stream, 3750, signal[1250:])
+    kinds = [change.kind for change, _ in first.alarms + after.alarms]
+    assert "asystole" not in kinds
+    assert stream.samples_missing == 1250
+    assert stream.analyzer.samples_seen == 2500 + len(signal) - 1250
+    chunks = [build(0) for build in after.waveforms]
+    assert chunks[0].first_sample_index == 3750
+    assert chunks[0].first_sample_at == START + timedelta(seconds=3750 / 250 - 0.1)
+
+
+def test_board_restart_reanchors_time() -> None:
+    stream = make_stream()
+    feed(stream, 50_000, beats_signal(2.0))
+    out = feed(stream, 0, beats_signal(1.0))
+    chunks = [build(0) for build in out.waveforms]
+    assert chunks[0].first_sample_index == 0
+    assert chunks[0].first_sample_at == START - timedelta(seconds=0.1)
+
+
+def test_clear_carries_raise_alarm_id() -> None:
+    stream = make_stream()
+    raised = stream.changes_to_send(
+        stream.analyzer.set_condition("link_lost", True, "no central for 20 s")
+    )
+    raised.alarms += feed(stream, 0, beats_signal(2.0)).alarms
+    cleared = stream.changes_to_send(stream.analyzer.set_condition("link_lost", False))
+    ids = {change.state: build(0).alarm_id for change, build in raised.alarms + cleared.alarms
+           if change.kind == "link_lost"}
+    assert set(ids) == {"raised", "cleared"}
+    assert ids["raised"] == ids["cleared"]

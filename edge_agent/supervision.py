@@ -1,0 +1,103 @@
+"""Technical conditions the agent sees from outside the ECG: silence, link, rate.
+
+Pure bookkeeping on a monotonic clock passed in by the caller. The agent reports
+events (samples arrived, link up or down, buffer failed) and polls once a second; each
+poll returns only the conditions whose state changed, with the evidence for a nurse
+or a biomedical engineer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Arrival rates are compared over this window; shorter windows mistake serial
+# delivery jitter for a wrong sampling rate.
+RATE_WINDOW_S = 30.0
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    kind: str
+    present: bool
+    evidence: str
+
+
+class TechnicalSupervisor:
+    """Decides when sensor silence, a lost link or a wrong sample rate is an alarm."""
+
+    def __init__(
+        self, sensor_silent_s: float, link_lost_s: float, check_sample_rate: bool,
+        started_at: float,
+    ) -> None:
+        self._sensor_silent_s = sensor_silent_s
+        self._link_lost_s = link_lost_s
+        self._check_rate = check_sample_rate
+        self._last_samples_at = started_at
+        self._link_down_since: float | None = started_at
+        self._window_start: float | None = None
+        self._window_samples = 0
+        self._present: dict[str, bool] = {}
+        self._updates: list[ConditionUpdate] = []
+        self.measured_rate_hz: float | None = None
+
+    def samples_arrived(self, count: int, now: float) -> None:
+        self._last_samples_at = now
+        if self._window_start is None:
+            self._window_start = now  # counting starts after the first frame
+            return
+        self._window_samples += count
+
+    def restart_rate_window(self) -> None:
+        """Forget arrival counts, as after a gap or a change of sensor."""
+        self._window_start = None
+        self._window_samples = 0
+
+    def link_changed(self, connected: bool, now: float) -> None:
+        if connected:
+            self._link_down_since = None
+            self._set("link_lost", False, "connected to central again")
+        elif self._link_down_since is None:
+            self._link_down_since = now
+
+    def buffer_failed(self, error: str) -> None:
+        self._set("buffer_trouble", True, f"the local buffer failed: {error}")
+
+    def buffer_recovered(self) -> None:
+        self._set("buffer_trouble", False, "the local buffer works again")
+
+    def poll(self, now: float, nominal_rate_hz: float | None) -> list[ConditionUpdate]:
+        """Return the condition changes since the last poll."""
+        silent_s = now - self._last_samples_at
+        if silent_s >= self._sensor_silent_s:
+            self._set("sensor_silent", True, f"no samples from the sensor for {silent_s:.0f} s")
+            self.restart_rate_window()
+        else:
+            self._set("sensor_silent", False, "samples arrive again")
+        if self._link_down_since is not None:
+            down_s = now - self._link_down_since
+            if down_s >= self._link_lost_s:
+                self._set("link_lost", True, f"no connection to central for {down_s:.0f} s")
+        self._measure_rate(now, nominal_rate_hz)
+        updates, self._updates = self._updates, []
+        return updates
+
+    def _measure_rate(self, now: float, nominal_rate_hz: float | None) -> None:
+        if not self._check_rate or self._window_start is None or nominal_rate_hz is None:
+            return
+        elapsed = now - self._window_start
+        if elapsed < RATE_WINDOW_S:
+            return
+        self.measured_rate_hz = self._window_samples / elapsed
+        self._window_start = now
+        self._window_samples = 0
+
+    def take_measured_rate(self) -> float | None:
+        """Return a rate measured since the last call, once."""
+        rate, self.measured_rate_hz = self.measured_rate_hz, None
+        return rate
+
+    def _set(self, kind: str, present: bool, evidence: str) -> None:
+        if self._present.get(kind, False) == present:
+            return
+        self._present[kind] = present
+        self._updates.append(ConditionUpdate(kind, present, evidence))

@@ -1,0 +1,71 @@
+from edge_agent.supervision import RATE_WINDOW_S, TechnicalSupervisor
+
+
+def supervisor(check_rate: bool = True) -> TechnicalSupervisor:
+    return TechnicalSupervisor(sensor_silent_s=5, link_lost_s=15,
+                               check_sample_rate=check_rate, started_at=0.0)
+
+
+def kinds(updates: list) -> list[tuple[str, bool]]:
+    return [(update.kind, update.present) for update in updates]
+
+
+def test_sensor_silence_raised_and_cleared() -> None:
+    watch = supervisor()
+    watch.link_changed(True, 0.0)
+    watch.samples_arrived(36, 1.0)
+    assert kinds(watch.poll(5.0, 360)) == []
+    assert kinds(watch.poll(6.5, 360)) == [("sensor_silent", True)]
+    assert watch.poll(7.0, 360) == []
+    watch.samples_arrived(36, 7.5)
+    assert kinds(watch.poll(8.0, 360)) == [("sensor_silent", False)]
+
+
+def test_link_lost_after_grace() -> None:
+    watch = supervisor()
+    watch.link_changed(True, 0.0)
+    watch.link_changed(False, 20.0)
+    watch.samples_arrived(36, 33.9)
+    assert kinds(watch.poll(34.0, 360)) == []
+    updates = watch.poll(35.5, 360)
+    assert kinds(updates) == [("link_lost", True)]
+    assert "16 s" in updates[0].evidence
+    watch.link_changed(True, 36.0)
+    assert kinds(watch.poll(36.1, 360)) == [("link_lost", False)]
+
+
+def test_no_link_at_boot_counts() -> None:
+    watch = supervisor()
+    watch.samples_arrived(36, 14.0)
+    assert kinds(watch.poll(15.0, 360)) == [("link_lost", True)]
+
+
+def test_rate_measured_over_window() -> None:
+    watch = supervisor()
+    watch.link_changed(True, 0.0)
+    now = 0.0
+    while now <= RATE_WINDOW_S + 0.2:
+        watch.samples_arrived(36, now)
+        now += 0.1
+        watch.poll(now, 360)
+    rate = watch.take_measured_rate()
+    assert rate is not None
+    assert abs(rate - 360) < 5
+    assert watch.take_measured_rate() is None
+
+
+def test_rate_check_can_be_off() -> None:
+    watch = supervisor(check_rate=False)
+    for step in range(400):
+        watch.samples_arrived(36, step * 0.1)
+        watch.poll(step * 0.1, 360)
+    assert watch.take_measured_rate() is None
+
+
+def test_buffer_trouble_reported_once() -> None:
+    watch = supervisor()
+    watch.buffer_failed("disk I/O error")
+    watch.buffer_failed("disk I/O error")
+    assert kinds(watch.poll(0.1, None)) == [("buffer_trouble", True)]
+    watch.buffer_recovered()
+    assert ("buffer_trouble", False) in kinds(watch.poll(0.2, None))

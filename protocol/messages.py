@@ -263,10 +263,20 @@ def _check_waveform(message: EcgWaveform) -> None:
             )
 
 
+def _check_text(field: str, value: str | None) -> None:
+    # PostgreSQL text cannot hold U+0000, and no display shows it: reject it here
+    # rather than let storage fail on a message the device would resend forever.
+    if value is not None and "\x00" in value:
+        raise ProtocolError(field, "text must not contain the NUL character (U+0000)")
+
+
 def validate_device_message(message: DeviceMessage) -> DeviceMessage:
     """Apply the checks that types alone cannot express; return the message."""
     _check_version(message)
     _check_utc("sent_at", message.sent_at)
+    if isinstance(message, DeviceHello):
+        _check_text("model", message.model)
+        _check_text("firmware", message.firmware)
     if isinstance(message, VitalsNumerics):
         _check_utc("measured_at", message.measured_at)
         _check_measurements(message.measurements)
@@ -274,6 +284,7 @@ def validate_device_message(message: DeviceMessage) -> DeviceMessage:
         _check_waveform(message)
     elif isinstance(message, Emergency):
         _check_utc("started_at", message.started_at)
+        _check_text("evidence", message.evidence)
     return message
 
 

@@ -5,6 +5,7 @@ import pytest
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Ack,
+    DeviceHello,
     EcgWaveform,
     Emergency,
     Measurement,
@@ -164,3 +165,11 @@ def test_ack_decodes() -> None:
 def test_client_subscribe_decodes() -> None:
     request = decode_client_request(b'{"type":"subscribe","v":1,"patient_id":"P-0001"}')
     assert request.patient_id == "P-0001"  # type: ignore[union-attr]
+
+
+def test_nul_character_rejected() -> None:
+    hello = DeviceHello(device_id="bed-1-board", seq=1, sent_at=NOW,
+                        model="bedside\x00box", firmware="1.0")
+    error = rejection(encode(hello))
+    assert error.field == "model"
+    assert "NUL" in error.problem

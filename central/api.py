@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 
 from starlette.exceptions import HTTPException
@@ -20,6 +21,19 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.extra = extra
+
+
+# The identifier rule of the protocol; anything else cannot name a stored patient, and
+# text such as U+0000 would make PostgreSQL fail instead of finding nothing.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def patient_id_of(request: Request) -> str:
+    """Return the ``patient_id`` path parameter, or raise a 404 if it is malformed."""
+    patient_id: str = request.path_params["patient_id"]
+    if not _IDENTIFIER.match(patient_id):
+        raise ApiError(404, f"no patient with id {patient_id[:64]!r}")
+    return patient_id
 
 
 def error_body(status: int, message: str, **extra: object) -> dict[str, object]:

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
 import uvicorn
@@ -30,6 +31,8 @@ from central.users import upsert_user
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 10
+# How long start-up waits for a configured PostgreSQL before giving up.
+DATABASE_CHECK_TIMEOUT_S = 10
 # The largest valid message, an ECG chunk of 4096 int16 samples, is about 30 KiB.
 WS_MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -145,7 +148,22 @@ async def _register_device(settings: Settings, args: argparse.Namespace) -> None
     print(json.dumps({"device_id": args.device_id, "bed": args.bed, "secret": secret}))
 
 
+async def _check_database(url: str) -> None:
+    """Fail early, naming DATABASE_URL, when the configured server cannot be reached."""
+    location = urlsplit(url)
+    where = f"{location.hostname or 'local socket'}:{location.port or 5432}"
+    try:
+        connection = await asyncpg.connect(url, timeout=DATABASE_CHECK_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise ValueError(
+            f"DATABASE_URL: cannot connect to PostgreSQL at {where}: {exc}"
+        ) from exc
+    await connection.close()
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.database_url is not None:
+        asyncio.run(_check_database(settings.database_url))
     if args.host is not None:
         settings = settings.replace(host=args.host)
     if args.port is not None:
@@ -203,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     try:
         return _run(settings, args)
+    except KeyboardInterrupt:
+        # uvicorn re-raises SIGINT after its graceful shutdown; nothing is left to do.
+        return 130
     except ValueError as exc:
         print(f"aura-central: {exc}", file=sys.stderr)
         return 2

@@ -84,6 +84,10 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
+# Generated secrets are far longer; this stops an empty or trivial one by mistake.
+MIN_SECRET_LENGTH = 8
+
+
 async def register_device(
     executor: Executor, device_id: str, bed_id: str | None, secret: str
 ) -> None:
@@ -92,6 +96,12 @@ async def register_device(
         raise ValueError(
             f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ : -"
         )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"a device secret must have at least {MIN_SECRET_LENGTH} characters")
+    if bed_id is not None and not await executor.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM beds WHERE id = $1)", bed_id
+    ):
+        raise ValueError(f"bed {bed_id!r} not found; register devices to existing beds")
     await executor.execute(
         """
         INSERT INTO devices (id, secret_hash, bed_id) VALUES ($1, $2, $3)

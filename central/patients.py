@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from central.api import ApiError, parse_int, parse_time
+from central.api import ApiError, parse_int, parse_time, patient_id_of
 from central.audit import Actor
 from central.auth import require_user
 from central.consent import authorize_read, readable_patients
@@ -59,7 +59,7 @@ async def get_patient(request: Request) -> JSONResponse:
     """Return one patient with bed, ward, devices in the bed and latest numerics."""
     principal = await require_user(request)
     services = services_of(request)
-    patient_id = request.path_params["patient_id"]
+    patient_id = patient_id_of(request)
     await authorize_read(services, principal, patient_id, "patient.read")
     body = await _load_patient_detail(services.pool, patient_id)
     await services.audit.record(
@@ -123,7 +123,7 @@ async def get_vitals(request: Request) -> JSONResponse:
     """Return numerics in [since, until), oldest first, optionally for one code."""
     principal = await require_user(request)
     services = services_of(request)
-    patient_id = request.path_params["patient_id"]
+    patient_id = patient_id_of(request)
     await authorize_read(services, principal, patient_id, "vitals.read")
     since, until = _time_window(request)
     code = request.query_params.get("code")
@@ -180,7 +180,7 @@ async def get_history(request: Request) -> JSONResponse:
     """Return a page of per-minute heart-rate statistics and alarms."""
     principal = await require_user(request)
     services = services_of(request)
-    patient_id = request.path_params["patient_id"]
+    patient_id = patient_id_of(request)
     await authorize_read(services, principal, patient_id, "history.read")
     since, until = _time_window(request)
     page_minutes = parse_int(

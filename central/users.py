@@ -17,6 +17,11 @@ USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{1,64}$")
 KNOWN_ROLES = frozenset({ROLE_ADMIN, ROLE_NURSE, "physician"})
 
 
+# Login rejects empty passwords, so a shorter one would make an account nobody can
+# use; 8 is the floor NIST SP 800-63B sets for passwords users choose.
+MIN_PASSWORD_LENGTH = 8
+
+
 def validate_user(username: str, roles: Sequence[str]) -> None:
     """Raise ValueError naming the bad value unless username and roles are valid."""
     if not USERNAME_PATTERN.match(username):
@@ -38,6 +43,10 @@ async def upsert_user(
 ) -> int:
     """Create the user, or reset its name, password and roles; return its id."""
     validate_user(username, roles)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"a password must have at least {MIN_PASSWORD_LENGTH} characters"
+        )
     user_id = await executor.fetchval(
         """
         INSERT INTO users (username, display_name, password_hash, roles)

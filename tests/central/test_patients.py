@@ -230,3 +230,13 @@ async def test_patient_detail_has_latest_vitals(
     assert latest["MDC_ECG_HEART_RATE"] == 75.0
     assert body["bed_id"] == "bed-1"
     assert [device["id"] for device in body["devices"]] == [DEVICE_ID]
+
+
+@pytest.mark.parametrize("path", ["/patients/P%00", "/patients/%00%ff/vitals",
+                                  "/patients/" + "x" * 200 + "/history"])
+async def test_malformed_patient_id_404(
+    client: httpx.AsyncClient, demo: Demo, path: str
+) -> None:
+    response = await client.get(path, headers=bearer(demo.ana_token))
+    assert response.status_code == 404
+    assert len(response.text) < 300

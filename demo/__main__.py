@@ -21,19 +21,35 @@ from demo.stack import ASSIGNED_NURSE, PATIENT_ID, UNASSIGNED_NURSE, Stack
 logger = logging.getLogger("demo")
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aura-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("var/demo"),
                         help="directory for the database, buffer and logs (default: var/demo)")
     parser.add_argument("--record", help="WFDB record to replay (default: MIT-BIH 100)")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="replay speed factor, 1 is real time (default: 1)")
+    parser.add_argument("--speed", type=_non_negative, default=1.0,
+                        help="replay speed factor: 1 is real time, 0 as fast as the agent "
+                             "reads; above 1 the times shown are record times, ahead "
+                             "of the clock (default: 1)")
     parser.add_argument("--asystole-at", type=float, default=40.0,
                         help="record time in seconds at which the board flat-lines the lead "
                              "for 8 s, to show an asystole alarm; negative disables it "
                              "(default: 40)")
-    parser.add_argument("--duration", type=float, default=None,
+    parser.add_argument("--duration", type=_positive, default=None,
                         help="stop after this many seconds (default: run until Ctrl-C)")
     return parser
 
@@ -43,7 +59,8 @@ def _say(line: str) -> None:
 
 
 async def _run(stack: Stack, duration: float | None) -> None:
-    _say(f"central is up at {stack.base_url}")
+    _say(f"central is up at {stack.base_url}; demo users {ASSIGNED_NURSE} and "
+         f"{UNASSIGNED_NURSE} have the password {stack.password}")
     device = await asyncio.to_thread(stack.start_board)
     _say(f"sensor board streaming on {device}")
     stack.start_agent()
@@ -68,6 +85,9 @@ async def _run(stack: Stack, duration: float | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.workdir.exists() and not args.workdir.is_dir():
+        print(f"aura-demo: --workdir {args.workdir} is not a directory", file=sys.stderr)
+        return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(
         workdir=args.workdir.resolve(), record=args.record, speed=args.speed,

@@ -163,7 +163,10 @@ class Stack:
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
         if not line.startswith("device: "):
-            raise RuntimeError(f"board did not report its device, it printed {line!r}")
+            process.wait(STOP_TIMEOUT_S)
+            log_text = (self.workdir / "logs" / "board.log").read_text(errors="replace")
+            last_lines = "\n".join(log_text.strip().splitlines()[-5:])
+            raise RuntimeError(f"the sensor board did not start:\n{last_lines}")
         return line.removeprefix("device: ")
 
     def write_agent_config(self) -> Path:

@@ -197,6 +197,11 @@ class BedsideAgent:
     ) -> None:
         if isinstance(payload, HelloPayload):
             await self._on_hello(payload)
+            if self._early_ecg and self.stream is not None:
+                newest = self._early_ecg[-1]
+                self.stream.set_time_reference(
+                    newest.first_sample_index + len(newest.samples), self._clock()
+                )
             while self._early_ecg:
                 await self._analyse(self._early_ecg.popleft())
         elif isinstance(payload, EcgPayload):

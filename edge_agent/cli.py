@@ -34,7 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("record", help="WFDB record path without extension")
     analyze.add_argument("--lead", help="signal name of the ECG lead (default: first ECG lead)")
     analyze.add_argument("--out", type=Path, default=Path("."),
-                         help="directory for beats.csv, heart_rate.csv, alarms.jsonl")
+                         help="directory for beats.csv, heart_rate.csv and alarms.jsonl, "
+                              "created if missing (default: the current directory)")
     return parser
 
 
@@ -70,8 +71,19 @@ async def _run_agent(config_path: Path) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     from edge_agent.analyze import analyze_record
 
-    summary = analyze_record(args.record, args.lead, args.out)
-    print(summary)
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a directory")
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = analyze_record(args.record, args.lead, args.out)
+    except (OSError, IndexError, KeyError) as exc:
+        # wfdb reports unreadable or truncated records with these, not one type.
+        raise ValueError(f"cannot read WFDB record {args.record}: {exc}") from exc
+    print(f"record {summary.record_name}, lead {summary.lead} at "
+          f"{summary.sample_rate_hz:g} Hz, {summary.duration_s:.1f} s")
+    print(f"{summary.beat_count} beats, {summary.alarm_count} alarm changes")
+    for path in (summary.beats_path, summary.heart_rate_path, summary.alarms_path):
+        print(f"wrote {path}")
     return 0
 
 

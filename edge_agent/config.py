@@ -169,8 +169,10 @@ def parse_config(data: dict[str, object], source: str = "<config>") -> AgentConf
         config = msgspec.convert(data, AgentConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from exc
-    if not config.device.secret and not config.device.secret_file:
-        raise ConfigError(f"{source}: device: set either secret or secret_file")
+    if bool(config.device.secret) == bool(config.device.secret_file):
+        raise ConfigError(f"{source}: device: set exactly one of secret and secret_file")
+    if config.device.secret_file:
+        config.device_secret()  # an unreadable secret stops the agent at load time
     try:
         settings = config.analyzer_settings()
         if config.dsp.sample_rate_hz is not None:
@@ -194,4 +196,6 @@ def load_config(path: str | Path) -> AgentConfig:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     return parse_config(data, str(path))

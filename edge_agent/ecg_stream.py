@@ -75,7 +75,16 @@ class EcgStream:
         self._heart_rate: float | None = None
         self._quality = 0.0
         self._alarm_ids: dict[str, str] = {}
+        self._reference: tuple[int, datetime] | None = None
         self.samples_missing = 0
+
+    def set_time_reference(self, board_index: int, at: datetime) -> None:
+        """Say that the sample before ``board_index`` arrived at ``at``.
+
+        Frames held back until the sensor's HELLO arrive late; without this the
+        oldest of them would be stamped with the current time.
+        """
+        self._reference = (board_index, at)
 
     def time_of(self, board_index: int) -> datetime:
         if self._anchor_time is None:
@@ -113,8 +122,12 @@ class EcgStream:
         return out
 
     def _start_segment(self, first_index: int, frame_samples: int) -> None:
-        frame_span = timedelta(seconds=frame_samples / self.format.sample_rate_hz)
-        self._anchor_time = self._clock() - frame_span
+        reference_index, reference_time = self._reference or (
+            first_index + frame_samples, self._clock()
+        )
+        self._reference = None
+        span_s = (reference_index - first_index) / self.format.sample_rate_hz
+        self._anchor_time = reference_time - timedelta(seconds=span_s)
         self._anchor_index = first_index
         self._index_offset = first_index - self.analyzer.samples_seen
         self._next_index = first_index

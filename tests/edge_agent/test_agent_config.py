@@ -90,3 +90,24 @@ def test_inverted_limits_rejected(tmp_path: Path) -> None:
     text = VALID + "\n[alarms.limits.spo2]\nlow = 95\nhigh = 90\n"
     with pytest.raises(ConfigError, match="alarms.limits.spo2"):
         load_config(write(tmp_path, text))
+
+
+def test_both_secrets_rejected(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("x")
+    text = VALID.replace('secret = "s3cret"',
+                         f'secret = "s3cret"\nsecret_file = "{tmp_path / "secret"}"')
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_config(write(tmp_path, text))
+
+
+def test_unreadable_secret_file_rejected_at_load(tmp_path: Path) -> None:
+    text = VALID.replace('secret = "s3cret"', 'secret_file = "/nonexistent/secret"')
+    with pytest.raises(ConfigError, match="secret_file"):
+        load_config(write(tmp_path, text))
+
+
+def test_non_utf8_file_named(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b"\xff\xfe[device]\n")
+    with pytest.raises(ConfigError, match="agent.toml"):
+        load_config(path)

@@ -133,3 +133,13 @@ def test_clear_carries_raise_alarm_id() -> None:
            if change.kind == "link_lost"}
     assert set(ids) == {"raised", "cleared"}
     assert ids["raised"] == ids["cleared"]
+
+
+def test_held_frames_stamped_by_reference() -> None:
+    stream = make_stream()
+    # Two seconds of frames were held until the sensor's HELLO; the newest one
+    # arrived just now, so the oldest sample is two seconds old.
+    stream.set_time_reference(500, START)
+    out = feed(stream, 0, beats_signal(2.0))
+    chunks = [build(0) for build in out.waveforms]
+    assert chunks[0].first_sample_at == START - timedelta(seconds=2)

@@ -73,6 +73,9 @@ class BedsideAgent:
         self.payloads_rejected = 0
         self.ready = asyncio.Event()
         self.supervisor: TechnicalSupervisor | None = None
+        # Event-loop time of the analysis loop's latest pass; the systemd watchdog is
+        # fed only while it keeps moving.
+        self.last_progress = 0.0
         # Technical conditions as last reported, re-applied to a new ECG stream.
         self._conditions: dict[str, ConditionUpdate] = {}
 
@@ -84,6 +87,10 @@ class BedsideAgent:
             alarms.sensor_silent_s, alarms.link_lost_s,
             self.config.dsp.check_sample_rate, asyncio.get_running_loop().time(),
         )
+        if self.buffer.corrupt_file_moved_to is not None:
+            self.supervisor.buffer_corrupt_at_start(
+                str(self.buffer.corrupt_file_moved_to), asyncio.get_running_loop().time()
+            )
         try:
             await self._announce()
             async with asyncio.TaskGroup() as tasks:
@@ -175,7 +182,9 @@ class BedsideAgent:
 
     async def _process_frames(self) -> None:
         idle_flush_s = self.config.dsp.waveform_chunk_s
+        loop = asyncio.get_running_loop()
         while True:
+            self.last_progress = loop.time()
             try:
                 frame = await asyncio.wait_for(self._frames.get(), idle_flush_s)
             except TimeoutError:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,6 +72,48 @@ class PendingMessage:
     body: bytes
 
 
+class SequenceReservation:
+    """A high-water mark of sequence numbers kept in a small file beside the buffer.
+
+    Numbers are reserved in blocks, one fsync per block. If the buffer file is lost
+    or corrupt, numbering restarts above the last reserved block, so central never
+    takes a new message for a resend of an old one (it stores by device and seq).
+    """
+
+    BLOCK = 10_000
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._reserved_below: int | None = None
+
+    def floor(self) -> int:
+        """Return the first number that was certainly never used."""
+        try:
+            return int(self._path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError as exc:
+            raise sqlite3.DatabaseError(f"{self._path} is unreadable: {exc}") from exc
+
+    def covers(self, seq: int) -> bool:
+        return self._reserved_below is not None and seq < self._reserved_below
+
+    def cover(self, seq: int) -> None:
+        """Make sure ``seq`` lies below the mark on disk before it is used."""
+        if self._reserved_below is None:
+            self._reserved_below = self.floor()
+        if seq < self._reserved_below:
+            return
+        mark = seq + self.BLOCK
+        temporary = self._path.with_name(self._path.name + ".tmp")
+        with open(temporary, "w") as file:
+            file.write(f"{mark}\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self._path)
+        self._reserved_below = mark
+
+
 class MessageBuffer:
     """SQLite (WAL) outbox with a durable sequence counter."""
 
@@ -78,9 +122,34 @@ class MessageBuffer:
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.new_message = asyncio.Event()
+        # Set when open() found a corrupt file; the agent raises a technical alarm.
+        self.corrupt_file_moved_to: Path | None = None
+        self._reservation = SequenceReservation(
+            self._path.with_name(self._path.name + ".seq")
+        )
 
     async def open(self) -> None:
+        """Open the buffer; a corrupt file is moved aside and a fresh one started."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._open_file()
+        except sqlite3.DatabaseError as exc:
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
+            aside = self._path.with_name(
+                f"{self._path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self._path}{suffix}")
+                if source.exists():
+                    source.rename(f"{aside}{suffix}")
+            self.corrupt_file_moved_to = aside
+            logger.error("buffer %s is corrupt (%s); moved it to %s and started empty",
+                         self._path, exc, aside)
+            await self._open_file()
+
+    async def _open_file(self) -> None:
         self._db = await aiosqlite.connect(self._path)
         # FULL makes each commit durable across a power cut, which is the point of
         # this buffer; at a few messages per second the extra fsync is affordable.
@@ -88,9 +157,15 @@ class MessageBuffer:
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(_SCHEMA)
         await self._db.execute(
-            "INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', 0)"
+            "INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', ?)",
+            (self._reservation.floor(),),
         )
         await self._db.commit()
+        # A file that is damaged past its header may open but fail on first read.
+        async with self._db.execute("PRAGMA quick_check") as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {row}")
         pending = await self.pending_count()
         logger.info("buffer %s open, %d messages waiting to be sent", self._path, pending)
         if pending:
@@ -122,6 +197,8 @@ class MessageBuffer:
                 row = await cursor.fetchone()
             assert row is not None  # inserted in open()
             seq = int(row[0])
+            if not self._reservation.covers(seq):
+                await asyncio.to_thread(self._reservation.cover, seq)
             message = build(seq)
             await self.db.execute(
                 "INSERT INTO outbox (seq, priority, kind, body, created_at)"

@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
+from edge_agent.agent import BedsideAgent
 from edge_agent.config import ConfigError, load_config
+from edge_agent.service import notify, watchdog_interval_s
 
 logger = logging.getLogger("edge_agent")
 
@@ -40,8 +42,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_agent(config_path: Path) -> None:
-    from edge_agent.agent import BedsideAgent
-    from edge_agent.service import notify
 
     config = load_config(config_path)
     agent = BedsideAgent(config)
@@ -57,15 +57,34 @@ async def _run_agent(config_path: Path) -> None:
         logger.info("agent %s ready", config.device.id)
 
     ready_task = asyncio.create_task(announce_ready())
+    watchdog_task = asyncio.create_task(_feed_watchdog(agent))
     try:
         await agent.run()
     except asyncio.CancelledError:
         notify("STOPPING=1")
         logger.info("agent %s stopping on signal", config.device.id)
     finally:
-        ready_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ready_task
+        for task in (ready_task, watchdog_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _feed_watchdog(agent: BedsideAgent) -> None:
+    """Ping systemd's watchdog while the analysis loop makes progress."""
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval / 3)
+        # A blocked event loop sends nothing at all; a stuck analysis loop stops
+        # moving last_progress. Either way systemd restarts the service.
+        if loop.time() - agent.last_progress < interval / 2:
+            notify("WATCHDOG=1")
+        else:
+            logger.error("analysis loop stalled for %.0f s; not feeding the watchdog",
+                         loop.time() - agent.last_progress)
 
 
 def _analyze(args: argparse.Namespace) -> int:

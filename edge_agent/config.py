@@ -42,6 +42,10 @@ class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reconnect_min_delay_s: PositiveSeconds = 0.5
     reconnect_max_delay_s: PositiveSeconds = 30.0
     max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 512
+    # A connection that answers no ping within ping_interval_s + ping_timeout_s is
+    # dead (a black-holed route, a vanished access point) and is replaced.
+    ping_interval_s: PositiveSeconds = 10.0
+    ping_timeout_s: PositiveSeconds = 10.0
 
 
 class BufferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -25,3 +25,16 @@ def notify(state: str) -> bool:
         logger.warning("could not notify systemd (%s): %s", state, exc)
         return False
     return True
+
+
+def watchdog_interval_s() -> float | None:
+    """Return systemd's watchdog period for this process, or None when unwatched."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 1_000_000
+    except ValueError:
+        logger.warning("ignoring malformed WATCHDOG_USEC=%r", usec)
+        return None

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A buffer found corrupt at start-up keeps its technical alarm this long, so staff see
+# it even though the fresh buffer works at once.
+CORRUPTION_NOTICE_S = 60.0
 # Arrival rates are compared over this window; shorter windows mistake serial
 # delivery jitter for a wrong sampling rate.
 RATE_WINDOW_S = 30.0
@@ -37,6 +40,7 @@ class TechnicalSupervisor:
         self._window_start: float | None = None
         self._window_samples = 0
         self._present: dict[str, bool] = {}
+        self._corruption_notice_until: float | None = None
         self._updates: list[ConditionUpdate] = []
         self.measured_rate_hz: float | None = None
 
@@ -63,7 +67,14 @@ class TechnicalSupervisor:
         self._set("buffer_trouble", True, f"the local buffer failed: {error}")
 
     def buffer_recovered(self) -> None:
-        self._set("buffer_trouble", False, "the local buffer works again")
+        if self._corruption_notice_until is None:
+            self._set("buffer_trouble", False, "the local buffer works again")
+
+    def buffer_corrupt_at_start(self, moved_to: str, now: float) -> None:
+        self._corruption_notice_until = now + CORRUPTION_NOTICE_S
+        self._set("buffer_trouble", True,
+                  f"the local buffer was corrupt at start-up and was moved to {moved_to};"
+                  " messages it held were lost")
 
     def poll(self, now: float, nominal_rate_hz: float | None) -> list[ConditionUpdate]:
         """Return the condition changes since the last poll."""
@@ -77,6 +88,9 @@ class TechnicalSupervisor:
             down_s = now - self._link_down_since
             if down_s >= self._link_lost_s:
                 self._set("link_lost", True, f"no connection to central for {down_s:.0f} s")
+        if self._corruption_notice_until is not None and now >= self._corruption_notice_until:
+            self._corruption_notice_until = None
+            self._set("buffer_trouble", False, "the fresh local buffer works")
         self._measure_rate(now, nominal_rate_hz)
         updates, self._updates = self._updates, []
         return updates

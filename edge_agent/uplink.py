@@ -128,6 +128,8 @@ class Uplink:
             self._settings.url,
             additional_headers={"Authorization": self._authorization},
             open_timeout=self._settings.connect_timeout_s,
+            ping_interval=self._settings.ping_interval_s,
+            ping_timeout=self._settings.ping_timeout_s,
             max_size=MAX_FRAME_BYTES,
         ) as websocket:
             self.connections += 1

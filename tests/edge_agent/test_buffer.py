@@ -68,3 +68,50 @@ async def test_rejected_message_moves_aside(tmp_path: Path) -> None:
     async with buffer.db.execute("SELECT field, problem FROM rejected") as cursor:
         assert await cursor.fetchall() == [("seq", "bad")]
     await buffer.close()
+
+
+async def test_corrupt_file_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    path.write_bytes(b"this is not a database" * 200)
+    buffer = MessageBuffer(path)
+    await buffer.open()
+    assert buffer.corrupt_file_moved_to is not None
+    assert buffer.corrupt_file_moved_to.read_bytes().startswith(b"this is not")
+    message = await buffer.append(hello, Priority.NUMERICS)
+    assert message.seq == 0
+    await buffer.close()
+
+
+async def test_damaged_pages_detected(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    buffer = MessageBuffer(path)
+    await buffer.open()
+    for _ in range(200):
+        await buffer.append(hello, Priority.NUMERICS)
+    await buffer.close()
+    data = bytearray(path.read_bytes())
+    data[4096:8192] = b"\xff" * 4096  # overwrite the second page
+    path.write_bytes(bytes(data))
+    reopened = MessageBuffer(path)
+    await reopened.open()
+    assert reopened.corrupt_file_moved_to is not None
+    assert await reopened.pending_count() == 0
+    await reopened.close()
+
+
+async def test_sequence_continues_after_lost_buffer(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite3"
+    buffer = MessageBuffer(path)
+    await buffer.open()
+    used = [(await buffer.append(hello, Priority.NUMERICS)).seq for _ in range(3)]
+    await buffer.close()
+    for leftover in tmp_path.glob("buffer.sqlite3*"):
+        if not leftover.name.endswith(".seq"):
+            leftover.unlink()
+    path.write_bytes(b"garbage" * 100)
+
+    fresh = MessageBuffer(path)
+    await fresh.open()
+    next_seq = (await fresh.append(hello, Priority.NUMERICS)).seq
+    assert next_seq > max(used)
+    await fresh.close()

@@ -69,3 +69,13 @@ def test_buffer_trouble_reported_once() -> None:
     assert kinds(watch.poll(0.1, None)) == [("buffer_trouble", True)]
     watch.buffer_recovered()
     assert ("buffer_trouble", False) in kinds(watch.poll(0.2, None))
+
+
+def test_corrupt_buffer_notice_lasts() -> None:
+    watch = supervisor()
+    watch.buffer_corrupt_at_start("/var/lib/aura-edge/buffer.sqlite3.corrupt", 0.0)
+    watch.buffer_recovered()
+    watch.samples_arrived(36, 30.0)
+    assert ("buffer_trouble", True) in kinds(watch.poll(30.0, 360))
+    watch.samples_arrived(36, 61.0)
+    assert ("buffer_trouble", False) in kinds(watch.poll(61.0, 360))

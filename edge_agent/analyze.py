@@ -1,7 +1,9 @@
 """Offline analysis of a WFDB record with the same streaming analyser as the bedside.
 
-`analyze_record` reads the record with `wfdb` (including MATLAB .mat records), feeds
-one ECG lead to `EcgAnalyzer` chunk by chunk and writes:
+`analyze_record` reads the record with `wfdb` (including MATLAB .mat records) and feeds
+one ECG lead to `EcgAnalyzer` chunk by chunk. When the record has an ABP or PLETH
+signal, that goes in too, to confirm or reject asystole and extreme bradycardia. It
+writes:
 
 - `beats.csv`: `sample,seconds` for each detected R peak;
 - `heart_rate.csv`: `seconds,bpm` at each beat where a rate is available;
@@ -35,6 +37,9 @@ _ECG_NAME = re.compile(
     r"^(I|II|III|AVR|AVL|AVF|V\d?R?|ML\w*|MCL\d?|CM\d?|D\d|ECG.*|EKG.*|LEAD.*)$",
     re.IGNORECASE,
 )
+# Pulse signals, in order of preference: a pressure pulse is less prone to motion
+# artefact than a plethysmogram.
+_PULSE_NAMES = ("ABP", "ART", "PLETH", "PPG")
 _MILLIVOLTS_PER_UNIT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
 
 # wfdb 4.3 calls DataFrame.set_index(inplace=True), which pandas 3.1 deprecates with a
@@ -48,6 +53,7 @@ class AnalysisSummary:
 
     record_name: str
     lead: str
+    pulse_signal: str | None  # name of the pulse signal used, None without one
     sample_rate_hz: float
     beat_count: int
     duration_s: float
@@ -82,20 +88,26 @@ def analyze_record(
         record.p_signal[:, lead_index], record.units[lead_index], lead_name
     )
     sample_rate_hz = float(record.fs)
+    pulse_index = select_pulse_signal(record.sig_name)
+    pulse_name = None if pulse_index is None else record.sig_name[pulse_index]
+    pulse = None if pulse_index is None else record.p_signal[:, pulse_index]
     logger.info(
-        "Analysing record %s lead %s: %d samples at %g Hz",
+        "Analysing record %s lead %s with pulse signal %s: %d samples at %g Hz",
         record.record_name,
         lead_name,
+        pulse_name,
         samples_mv.size,
         sample_rate_hz,
     )
-    beats, rates, alarms = _run_analyzer(samples_mv, sample_rate_hz, chunk_s, settings)
+    analyzer = EcgAnalyzer(sample_rate_hz, settings, pulse_name or "pulse signal")
+    beats, rates, alarms = _run_analyzer(analyzer, samples_mv, pulse, chunk_s)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = AnalysisSummary(
         record_name=record.record_name,
         lead=lead_name,
+        pulse_signal=pulse_name,
         sample_rate_hz=sample_rate_hz,
         beat_count=len(beats),
         duration_s=samples_mv.size / sample_rate_hz,
@@ -127,6 +139,15 @@ def select_lead(signal_names: list[str], lead: str | None) -> int:
     )
 
 
+def select_pulse_signal(signal_names: list[str]) -> int | None:
+    """Return the index of the preferred pulse signal (ABP, PLETH, ...), or None."""
+    names = [name.strip().upper() for name in signal_names]
+    for preferred in _PULSE_NAMES:
+        if preferred in names:
+            return names.index(preferred)
+    return None
+
+
 def _wfdb() -> ModuleType:
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -146,18 +167,18 @@ def _to_millivolts(samples: np.ndarray, unit: str, lead_name: str) -> np.ndarray
 
 
 def _run_analyzer(
+    analyzer: EcgAnalyzer,
     samples_mv: np.ndarray,
-    sample_rate_hz: float,
+    pulse: np.ndarray | None,
     chunk_s: float,
-    settings: AnalyzerSettings | None,
 ) -> tuple[list[int], list[float | None], list[AlarmChange]]:
-    analyzer = EcgAnalyzer(sample_rate_hz, settings)
-    chunk = max(1, round(chunk_s * sample_rate_hz))
+    chunk = max(1, round(chunk_s * analyzer.sample_rate_hz))
     beats: list[int] = []
     rates: list[float | None] = []
     alarms: list[AlarmChange] = []
     for begin in range(0, samples_mv.size, chunk):
-        result = analyzer.process(samples_mv[begin : begin + chunk])
+        pulse_chunk = None if pulse is None else pulse[begin : begin + chunk]
+        result = analyzer.process(samples_mv[begin : begin + chunk], pulse_chunk)
         beats.extend(result.beat_samples)
         rates.extend(result.beat_heart_rates_bpm)
         alarms.extend(result.alarms)

@@ -3,8 +3,9 @@
 - Ventricular tachycardia: 5 or more ventricular beats in a row with a heart rate above
   100 bpm.
 - Ventricular flutter or fibrillation: a fibrillatory, flutter or oscillatory waveform
-  for at least 4 s. The 4 s window of `edge_agent.dsp.fibrillation` covers the
-  duration, so the condition starts with the first window that qualifies.
+  for at least 4 s. The 4 s windows of `edge_agent.dsp.fibrillation` report where the
+  oscillation began, and the condition starts once windows have qualified without a
+  break for 4 s from there.
 
 Source: Clifford GD et al. The PhysioNet/Computing in Cardiology Challenge 2015:
 Reducing false arrhythmia alarms in the ICU. Computing in Cardiology 42 (2015).
@@ -89,30 +90,40 @@ class FibrillationRule:
     def __init__(self, sample_rate_hz: float, duration_s: float = 4.0) -> None:
         self._fs = float(sample_rate_hz)
         self._duration_s = duration_s
+        self._duration = round(duration_s * self._fs)
         self._active = False
         self._quiet_windows = 0
+        self._onset: int | None = None  # where the current oscillation began
 
     def update(
-        self, windows: Sequence[tuple[int, bool, float]]
+        self, windows: Sequence[tuple[int, bool, float, int]]
     ) -> list[AlarmChange]:
-        """Take (window end sample, fibrillation, dominant Hz) and return changes."""
+        """Take (window end, fibrillation, dominant Hz, onset) and return changes."""
         changes: list[AlarmChange] = []
-        for end_sample, fibrillation, dominant_hz in windows:
+        for end_sample, fibrillation, dominant_hz, onset in windows:
             if fibrillation:
                 self._quiet_windows = 0
-                if not self._active:
+                if self._onset is None:
+                    self._onset = onset
+                if not self._active and end_sample - self._onset >= self._duration:
                     self._active = True
                     evidence = (
                         f"Oscillation at {dominant_hz:.1f} Hz "
                         f"({60.0 * dominant_hz:.0f}/min) without QRS complexes for "
-                        f"{self._duration_s:g} s"
+                        f"{(end_sample - self._onset) / self._fs:.1f} s since "
+                        f"{self._onset / self._fs:.2f} s"
                     )
-                    changes.append(self._change(AlarmState.RAISED, end_sample, evidence))
+                    raised = self._change(AlarmState.RAISED, end_sample, evidence)
+                    changes.append(raised)
                 continue
             self._quiet_windows += 1
-            if self._active and self._quiet_windows >= FIBRILLATION_CLEAR_WINDOWS:
+            if not self._active:
+                self._onset = None  # the oscillation must last without a break
+            elif self._quiet_windows >= FIBRILLATION_CLEAR_WINDOWS:
                 self._active = False
-                evidence = f"No oscillation in the 4 s up to {end_sample / self._fs:.2f} s"
+                self._onset = None
+                up_to_s = end_sample / self._fs
+                evidence = f"No oscillation in the 4 s up to {up_to_s:.2f} s"
                 changes.append(self._change(AlarmState.CLEARED, end_sample, evidence))
         return changes
 

@@ -19,6 +19,8 @@ class AlarmKind(StrEnum):
     VENTRICULAR_TACHYCARDIA = "ventricular_tachycardia"
     VENTRICULAR_FIBRILLATION = "ventricular_flutter_fibrillation"
     LEADS_OFF = "leads_off"
+    # The ECG shows asystole or extreme bradycardia that a pulse signal contradicts.
+    ECG_UNRELIABLE = "ecg_unreliable"
     SIGNAL_NOISY = "signal_noisy"
     SENSOR_SILENT = "sensor_silent"
     SAMPLE_RATE_MISMATCH = "sample_rate_mismatch"
@@ -92,6 +94,8 @@ DEFAULT_POLICIES: dict[str, AlarmPolicy] = {
     AlarmKind.VENTRICULAR_FIBRILLATION: _life_threatening(),
     AlarmKind.LEADS_OFF: _technical(AlarmPriority.MEDIUM, LEADS_OFF_DELAY_S),
     AlarmKind.SIGNAL_NOISY: _technical(AlarmPriority.LOW, NOISY_DELAY_S),
+    # Medium, as for leads off: the withheld arrhythmia alarm is no longer monitored.
+    AlarmKind.ECG_UNRELIABLE: _technical(AlarmPriority.MEDIUM),
     AlarmKind.SENSOR_SILENT: _technical(AlarmPriority.MEDIUM),
     AlarmKind.SAMPLE_RATE_MISMATCH: _technical(AlarmPriority.MEDIUM),
     AlarmKind.BUFFER_TROUBLE: _technical(AlarmPriority.LOW),

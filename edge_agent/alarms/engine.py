@@ -124,10 +124,21 @@ class AlarmEngine:
 
     def update(self, beat_samples: Sequence[int], now_sample: int) -> list[AlarmChange]:
         """Run all rules on new beats and return the alarm changes."""
+        conditions = self.evaluate_rules(beat_samples, now_sample)
+        return self.apply_conditions(conditions, now_sample)
+
+    def evaluate_rules(
+        self, beat_samples: Sequence[int], now_sample: int
+    ) -> list[AlarmChange]:
+        """Run all rules on new beats and return their condition changes, unapplied.
+
+        The caller may check the conditions against other signals and then pass them
+        to `apply_conditions`.
+        """
         conditions: list[AlarmChange] = []
         for rule in self._rules:
             conditions.extend(rule.update(beat_samples, now_sample))
-        return self.apply_conditions(conditions, now_sample)
+        return conditions
 
     def apply_conditions(
         self, conditions: Sequence[AlarmChange], now_sample: int

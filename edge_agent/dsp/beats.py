@@ -63,6 +63,9 @@ LEARNING_S = 2.0
 
 # Candidates within 360 ms of the last beat whose maximum slope is below half of that
 # beat's are T waves.
+# NOTE: a wide ventricular beat within 360 ms of a narrow one has under half its slope
+# and an integral below the threshold, so the first beat of a fast ventricular run is
+# missed, which delays the extreme-tachycardia alarm by about two beats.
 T_WAVE_WINDOW_S = 0.360
 T_WAVE_SLOPE_RATIO = 0.5
 

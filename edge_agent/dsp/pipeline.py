@@ -3,24 +3,28 @@
 `EcgAnalyzer` is what the edge agent and the offline analysis both call. It does no I/O
 and no asyncio: samples go in, and beats, rate, quality, technical conditions and alarm
 changes come out. Inputs that the caller detects (link lost, buffer trouble, sensor
-silent, other vital signs) go in through `set_condition` and `update_numeric`.
+silent, other vital signs) go in through `set_condition` and `update_numeric`. A pulse
+signal (PLETH or ABP) sampled with the ECG may go in alongside it, to confirm or
+reject asystole and extreme bradycardia (see `edge_agent.alarms.confirmation`).
 """
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_agent.alarms.arrhythmia import FibrillationRule, VentricularTachycardiaRule
-from edge_agent.alarms.catalog import DEFAULT_POLICIES, AlarmKind
+from edge_agent.alarms.catalog import AlarmKind
 from edge_agent.alarms.change import AlarmChange
-from edge_agent.alarms.engine import AlarmEngine, AlarmStatus
+from edge_agent.alarms.confirmation import PulseConfirmation
+from edge_agent.alarms.engine import AlarmStatus
 from edge_agent.alarms.limits import HEART_RATE
-from edge_agent.alarms.rules import physionet_2015_rules
+from edge_agent.dsp.alarm_setup import build_confirmation, build_engine
 from edge_agent.dsp.beats import QrsDetector
 from edge_agent.dsp.fibrillation import FibrillationDetector
 from edge_agent.dsp.heart_rate import HeartRateMeter
 from edge_agent.dsp.morphology import BeatClassifier, BeatShape
+from edge_agent.dsp.pulse import PulseDetector
 from edge_agent.dsp.quality import assess_signal_quality
 from edge_agent.dsp.settings import AnalyzerSettings
 from edge_agent.dsp.technical import LEADS_OFF, NOISY, technical_conditions
@@ -35,6 +39,10 @@ QUALITY_WINDOW_S = 2.0
 # A measured sampling rate further than this from the nominal one (2 %) shifts every
 # rate and interval by as much, so it is reported as a technical alarm.
 MAX_SAMPLE_RATE_ERROR = 0.02
+# A normal QRS-T complex ends about this long after its R peak (QT is 0.35 to 0.44 s at
+# 60 to 100 bpm, and the R peak comes about 0.04 s into it). An oscillation that
+# follows a normal beat starts no earlier.
+NORMAL_COMPLEX_S = 0.35
 
 
 @dataclass(frozen=True)
@@ -57,14 +65,20 @@ class ChunkAnalysis:
     # Notch- and baseline-filtered ECG (mV) for display. It lags the input by a few
     # samples, see `EcgAnalyzer.display_delay_samples`.
     filtered_mv: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Systolic peaks of the pulse signal decided during this call, if one is fed.
+    pulse_samples: list[int] = field(default_factory=list)
 
 
 class EcgAnalyzer:
     """Streaming analysis of one ECG lead sampled at 125 to 1000 Hz."""
 
     def __init__(
-        self, sample_rate_hz: float, settings: AnalyzerSettings | None = None
+        self,
+        sample_rate_hz: float,
+        settings: AnalyzerSettings | None = None,
+        pulse_name: str = "pulse signal",
     ) -> None:
+        """`pulse_name` names the pulse signal in evidence, for example "PLETH"."""
         self.settings = settings or AnalyzerSettings()
         self.settings.check(sample_rate_hz)
         self._fs = float(sample_rate_hz)
@@ -82,10 +96,15 @@ class EcgAnalyzer:
         self._vf_rule = FibrillationRule(
             self._fs, self.settings.ventricular_fibrillation_s
         )
-        self._alarms = _build_engine(self._fs, self.settings)
+        self._alarms = build_engine(self._fs, self.settings)
         self._quality_window = round(QUALITY_WINDOW_S * self._fs)
         self._recent = np.zeros(0)
         self._last_normal_beat = -1
+        self._normal_complex = round(NORMAL_COMPLEX_S * self._fs)
+        self._pulse_name = pulse_name
+        # Created with the first chunk that comes with a pulse signal.
+        self._pulse: PulseDetector | None = None
+        self._confirmation: PulseConfirmation | None = None
 
     @property
     def sample_rate_hz(self) -> float:
@@ -143,11 +162,18 @@ class EcgAnalyzer:
         present = not error <= MAX_SAMPLE_RATE_ERROR  # NaN counts as a mismatch
         return self.set_condition(AlarmKind.SAMPLE_RATE_MISMATCH, present, evidence)
 
-    def process(self, samples_mv: np.ndarray) -> ChunkAnalysis:
-        """Analyse the next chunk of samples (mV). NaN and infinities count as gaps."""
+    def process(
+        self, samples_mv: np.ndarray, pulse_signal: np.ndarray | None = None
+    ) -> ChunkAnalysis:
+        """Analyse the next chunk of samples (mV). NaN and infinities count as gaps.
+
+        `pulse_signal` contains as many samples of a PLETH or ABP signal, at the same
+        rate and in any unit. A chunk without it counts as a gap in that signal.
+        """
         samples = np.asarray(samples_mv, dtype=np.float64)
         if samples.ndim != 1:
             raise ValueError(f"samples_mv must be one-dimensional, got {samples.shape}")
+        pulses = self._process_pulse(pulse_signal, samples.size)
         nonfinite_before = self._detector.nonfinite_count
         beats = self._detector.process(samples)
         filtered = self._detector.last_filtered_mv
@@ -173,7 +199,11 @@ class EcgAnalyzer:
         now = self.samples_seen
         conditions = self._vt_rule.update([(s.sample, s.ventricular) for s in shapes])
         conditions += self._fibrillation_conditions(filtered, shapes)
-        alarms = self._alarms.update(beats, self._detector.beat_horizon)
+        horizon = self._detector.beat_horizon
+        rhythm = self._alarms.evaluate_rules(beats, horizon)
+        if self._confirmation is not None:
+            rhythm = self._confirmation.review(rhythm, horizon)
+        alarms = self._alarms.apply_conditions(rhythm, horizon)
         alarms += self._alarms.apply_conditions(conditions, now)
         alarms += self._update_technical(technical, now)
         if heart_rate is not None and self.settings.heart_rate_limit() is not None:
@@ -190,7 +220,36 @@ class EcgAnalyzer:
             ventricular_beat_samples=[s.sample for s in shapes if s.ventricular],
             pace_spike_samples=list(self._detector.last_pace_spike_samples),
             filtered_mv=filtered,
+            pulse_samples=pulses,
         )
+
+    def _process_pulse(self, pulse_signal: np.ndarray | None, size: int) -> list[int]:
+        if pulse_signal is None:
+            if self._pulse is None or self._confirmation is None:
+                return []
+            self._confirmation.mark_absent()
+            return self._pulse.mark_gap(size)
+        pulse = np.asarray(pulse_signal, dtype=np.float64)
+        if pulse.shape != (size,):
+            raise ValueError(
+                f"pulse_signal must have the ECG chunk's shape ({size},), "
+                f"got {pulse.shape}"
+            )
+        if self._pulse is None or self._confirmation is None:
+            self._pulse = PulseDetector(self._fs, start_sample=self.samples_seen)
+            self._confirmation = build_confirmation(
+                self._fs, self.settings, self._pulse_name
+            )
+            logger.info(
+                "Pulse signal %s joined at sample %d",
+                self._pulse_name,
+                self.samples_seen,
+            )
+        found = self._pulse.process(pulse)
+        self._confirmation.add_pulses(
+            found, self._pulse.horizon, self._pulse.usable_from
+        )
+        return found
 
     def _fibrillation_conditions(
         self, filtered: np.ndarray, shapes: list[BeatShape]
@@ -200,14 +259,18 @@ class EcgAnalyzer:
                 self._last_normal_beat = shape.sample
         # Fibrillation has no identifiable QRS complexes, so a window that contains a
         # beat matching the normal template does not count, however its spectrum looks.
-        window = self._fibrillation.window_samples
+        # Those windows need no spectrum, which saves most of the work in sinus rhythm.
+        windows = self._fibrillation.process(filtered, self._last_normal_beat)
+        # The last normal complex, T wave included, ends about this long after its R.
+        complex_end = self._last_normal_beat + self._normal_complex
         verdicts = [
             (
                 w.end_sample,
-                w.fibrillation and w.end_sample - window > self._last_normal_beat,
+                w.fibrillation,
                 w.dominant_hz,
+                max(w.onset_sample, complex_end),
             )
-            for w in self._fibrillation.process(filtered)
+            for w in windows
         ]
         return self._vf_rule.update(verdicts)
 
@@ -228,17 +291,3 @@ class EcgAnalyzer:
         )
         return changes
 
-
-def _build_engine(sample_rate_hz: float, settings: AnalyzerSettings) -> AlarmEngine:
-    policies = dict(DEFAULT_POLICIES)
-    if not settings.latching:
-        policies = {k: replace(p, latching=False) for k, p in policies.items()}
-    rules = physionet_2015_rules(
-        sample_rate_hz,
-        asystole_s=settings.asystole_s,
-        bradycardia_bpm=settings.bradycardia_bpm,
-        bradycardia_beats=settings.bradycardia_beats,
-        tachycardia_bpm=settings.tachycardia_bpm,
-        tachycardia_beats=settings.tachycardia_beats,
-    )
-    return AlarmEngine(rules, sample_rate_hz, policies, settings.limits)

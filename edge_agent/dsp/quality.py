@@ -7,6 +7,7 @@ score. It is 0 for a flat line (no signal or leads off).
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -105,15 +106,27 @@ def _saturated_fraction(samples: np.ndarray) -> float:
 def _noise_ratio(samples: np.ndarray, sample_rate_hz: float) -> float:
     if samples.size < MIN_NOISE_WINDOW_S * sample_rate_hz:
         return 0.0
-    frequencies = np.fft.rfftfreq(samples.size, 1.0 / sample_rate_hz)
-    power = np.abs(np.fft.rfft(samples * np.hanning(samples.size))) ** 2
+    taper, ecg_band, noise_band = _spectrum_setup(samples.size, sample_rate_hz)
+    power = np.abs(np.fft.rfft(samples * taper)) ** 2
+    ecg_power = float(power[ecg_band].sum())
+    if not noise_band.any() or ecg_power <= 0.0:
+        return 0.0
+    bin_width_hz = sample_rate_hz / samples.size
+    noise_density = float(power[noise_band].mean()) / bin_width_hz
+    return float(noise_density * NOISE_REFERENCE_BANDWIDTH_HZ / ecg_power)
+
+
+@lru_cache(maxsize=8)
+def _spectrum_setup(
+    size: int, sample_rate_hz: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the taper and the ECG and noise band masks for one window length.
+
+    A stream rates windows of the same length over and over, so they are cached.
+    """
+    frequencies = np.fft.rfftfreq(size, 1.0 / sample_rate_hz)
     ecg_band = (frequencies >= ECG_BAND_HZ[0]) & (frequencies < ECG_BAND_HZ[1])
     noise_band = (frequencies >= NOISE_BAND_HZ[0]) & (frequencies < NOISE_BAND_HZ[1])
     for mains_hz in MAINS_FREQUENCIES_HZ:
         noise_band &= np.abs(frequencies - mains_hz) > MAINS_EXCLUSION_HZ
-    ecg_power = float(power[ecg_band].sum())
-    if not noise_band.any() or ecg_power <= 0.0:
-        return 0.0
-    bin_width_hz = frequencies[1] - frequencies[0]
-    noise_density = float(power[noise_band].mean()) / bin_width_hz
-    return float(noise_density * NOISE_REFERENCE_BANDWIDTH_HZ / ecg_power)
+    return np.hanning(size), ecg_band, noise_band

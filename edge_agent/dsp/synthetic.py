@@ -136,3 +136,30 @@ def _add_gaussian(
         return
     t = (np.arange(first, last) - centre) / (sigma_s * fs)
     ecg[first:last] += height_mv * np.exp(-0.5 * t * t)
+
+
+# Pulse wave of one heartbeat at the finger: (offset after the R peak in s, amplitude
+# as a fraction of the pulse, sigma in s). The systolic peak arrives about 0.3 s after
+# the R peak, and a smaller diastolic wave follows it.
+_PULSE_WAVES = (
+    (0.30, 1.00, 0.080),  # systolic peak
+    (0.55, 0.35, 0.090),  # diastolic (dicrotic) wave
+)
+
+
+def pleth_wave(
+    beat_times_s: Sequence[float] | np.ndarray,
+    duration_s: float,
+    sample_rate_hz: float,
+    amplitude: float = 1.0,
+    baseline: float = 0.5,
+) -> np.ndarray:
+    """Return a plethysmogram with a smooth pulse per beat time, in arbitrary units."""
+    sample_count = round(duration_s * sample_rate_hz)
+    wave = np.full(sample_count, baseline)
+    for beat_s in beat_times_s:
+        for offset_s, fraction, sigma_s in _PULSE_WAVES:
+            _add_gaussian(
+                wave, beat_s + offset_s, fraction * amplitude, sigma_s, sample_rate_hz
+            )
+    return wave

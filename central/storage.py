@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from central.devices import DeviceLocation, locate_device, record_hello, touch_last_seen
+from central.metrics import RateLimitedLog
 from protocol.messages import (
     DeviceHello,
     DeviceMessage,
@@ -24,6 +25,8 @@ from protocol.messages import (
 )
 
 logger = logging.getLogger(__name__)
+# One warning per device per minute is enough for a clock that stays wrong.
+_clock_warnings = RateLimitedLog(logger, interval_s=60.0)
 
 
 @dataclass
@@ -63,10 +66,13 @@ async def _claim(
 ) -> bool:
     inserted = await connection.fetchval(
         """
-        INSERT INTO device_messages (device_id, seq, type, device_time, patient_id)
-        VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO device_messages
+            (device_id, seq, type, device_time, patient_id, device_clock_suspect)
+        VALUES ($1, $2, $3, $4, $5,
+                $4 > clock_timestamp() + interval '5 minutes'
+                OR $4 < timestamptz '2020-01-01 00:00:00+00')
         ON CONFLICT (device_id, seq) DO NOTHING
-        RETURNING true
+        RETURNING device_clock_suspect
         """,
         message.device_id,
         message.seq,
@@ -74,7 +80,16 @@ async def _claim(
         message.sent_at,
         patient_id,
     )
-    return bool(inserted)
+    if inserted is None:
+        return False
+    if inserted:
+        _clock_warnings.warning(
+            message.device_id,
+            "device %s sent seq %d stamped %s, implausible against central's clock;"
+            " check its time synchronisation",
+            message.device_id, message.seq, message.sent_at.isoformat(),
+        )
+    return True
 
 
 async def _store_children(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from central_testkit import (
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from central.services import Services
+from central.storage import store_batch
+from protocol.messages import decode_device_message
 
 
 async def _count(services: Services, table: str) -> int:
@@ -264,3 +267,22 @@ async def test_unknown_field_counted_once(
     counters = services.counters.snapshot()
     assert counters["ingest.rejected.unknown_field"] == 2
     assert "ingest.rejected.alpha" not in counters
+
+
+async def test_implausible_device_clock_flagged(
+    services: Services, demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = datetime.now(UTC)
+    cases = {1: now - timedelta(hours=3), 2: now + timedelta(hours=1),
+             3: datetime(1970, 1, 1, 0, 5, tzinfo=UTC)}
+    messages = [decode_device_message(numerics(seq, measured_at=at))
+                for seq, at in cases.items()]
+    await store_batch(services.pool, DEVICE_ID, messages)
+    rows = await services.pool.fetch(
+        "SELECT seq, device_clock_suspect FROM device_messages ORDER BY seq"
+    )
+    # Three hours late is a buffer draining after an outage, not a wrong clock.
+    assert [(row["seq"], row["device_clock_suspect"]) for row in rows] == [
+        (1, False), (2, True), (3, True)
+    ]
+    assert "implausible" in caplog.text

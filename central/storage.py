@@ -17,6 +17,7 @@ import asyncpg
 from central.devices import DeviceLocation, locate_device, record_hello, touch_last_seen
 from central.metrics import RateLimitedLog
 from protocol.messages import (
+    DataGap,
     DeviceHello,
     DeviceMessage,
     EcgWaveform,
@@ -102,6 +103,8 @@ async def _store_children(
         await _store_waveform(connection, message, patient_id)
     elif isinstance(message, Emergency):
         await _store_alarm(connection, message, patient_id)
+    elif isinstance(message, DataGap):
+        await _store_gap(connection, message, patient_id)
     elif isinstance(message, DeviceHello):
         await record_hello(
             connection, message.device_id, message.model, message.firmware
@@ -160,6 +163,33 @@ async def _store_waveform(
         message.first_sample_index,
         message.scale_uv,
         message.samples,
+    )
+
+
+async def _store_gap(
+    connection: asyncpg.Connection, message: DataGap, patient_id: str | None
+) -> None:
+    logger.warning(
+        "device %s discarded %d messages (%d ECG samples) from %s to %s: %s",
+        message.device_id, message.messages_dropped, message.sample_count,
+        message.first_at.isoformat(), message.last_at.isoformat(), message.reason,
+    )
+    await connection.execute(
+        """
+        INSERT INTO data_gaps (device_id, seq, patient_id, reason, lead,
+            first_sample_index, sample_count, first_at, last_at, messages_dropped)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        """,
+        message.device_id,
+        message.seq,
+        patient_id,
+        message.reason,
+        message.lead,
+        message.first_sample_index,
+        message.sample_count,
+        message.first_at,
+        message.last_at,
+        message.messages_dropped,
     )
 
 

@@ -39,6 +39,8 @@ LIMIT_CODES = {
     "nibp_systolic_mmhg": SYSTOLIC_BP,
     "temperature_celsius": TEMPERATURE,
 }
+# The buffer-full alarm clears once unsent messages fill less than this share of it.
+BUFFER_ROOM_FRACTION = 0.5
 # How often the technical conditions (sensor silent, link lost, rate) are evaluated.
 SUPERVISION_INTERVAL_S = 1.0
 # How often the agent logs its link and parser counters.
@@ -58,7 +60,10 @@ class BedsideAgent:
         self.config = config
         self.device_id = config.device.id
         self._clock = clock
-        self.buffer = MessageBuffer(config.buffer.path)
+        self.buffer = MessageBuffer(
+            config.buffer.path, int(config.buffer.max_size_mb * 1_000_000)
+        )
+        self._dropped_reported = 0
         self.uplink = Uplink(
             config.central, self.buffer, self.device_id, config.device_secret()
         )
@@ -119,6 +124,9 @@ class BedsideAgent:
             await asyncio.sleep(SUPERVISION_INTERVAL_S)
             now = loop.time()
             self.supervisor.link_changed(self.uplink.connected.is_set(), now)
+            budget = self.buffer.max_payload_bytes
+            if budget and self.buffer.payload_bytes < budget * BUFFER_ROOM_FRACTION:
+                self.supervisor.buffer_has_room()
             rate = self.stream.format.sample_rate_hz if self.stream else None
             for update in self.supervisor.poll(now, rate):
                 await self._apply_condition(update)
@@ -300,6 +308,13 @@ class BedsideAgent:
             return None
         if self.supervisor is not None:
             self.supervisor.buffer_recovered()
+            if self.buffer.dropped_messages > self._dropped_reported:
+                self._dropped_reported = self.buffer.dropped_messages
+                self.supervisor.buffer_full(
+                    f"the local buffer is full: discarded the {self.buffer.dropped_messages}"
+                    f" oldest messages ({self.buffer.dropped_samples} ECG samples);"
+                    " central records the gap"
+                )
         return message
 
     async def _commit_board_numerics(self, payload: NumericsPayload) -> None:

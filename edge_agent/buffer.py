@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from edge_agent.dropped import describe_dropped
 from protocol.messages import DeviceMessage, encode
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ CREATE TABLE IF NOT EXISTS rejected (
     rejected_at REAL NOT NULL
 );
 """
+
+
+# Discarding goes down to this fraction of the budget, so it happens in batches
+# rather than on every append once the buffer is full.
+DISCARD_TO_FRACTION = 0.9
 
 
 class Priority(IntEnum):
@@ -117,8 +123,14 @@ class SequenceReservation:
 class MessageBuffer:
     """SQLite (WAL) outbox with a durable sequence counter."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_payload_bytes: int | None = None) -> None:
         self._path = Path(path)
+        # Over this many bytes of unsent messages, the oldest waveforms are discarded
+        # first, then numerics; alarms and gap reports are kept.
+        self.max_payload_bytes = max_payload_bytes
+        self.payload_bytes = 0
+        self.dropped_messages = 0
+        self.dropped_samples = 0
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.new_message = asyncio.Event()
@@ -166,6 +178,11 @@ class MessageBuffer:
             row = await cursor.fetchone()
         if row is None or row[0] != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {row}")
+        async with self._db.execute(
+            "SELECT coalesce(sum(length(body)), 0) FROM outbox"
+        ) as cursor:
+            total = await cursor.fetchone()
+        self.payload_bytes = int(total[0]) if total else 0
         pending = await self.pending_count()
         logger.info("buffer %s open, %d messages waiting to be sent", self._path, pending)
         if pending:
@@ -196,21 +213,67 @@ class MessageBuffer:
             ) as cursor:
                 row = await cursor.fetchone()
             assert row is not None  # inserted in open()
-            seq = int(row[0])
-            if not self._reservation.covers(seq):
-                await asyncio.to_thread(self._reservation.cover, seq)
-            message = build(seq)
-            await self.db.execute(
-                "INSERT INTO outbox (seq, priority, kind, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (seq, int(priority), type(message).__name__, encode(message), time.time()),
-            )
-            await self.db.execute(
-                "UPDATE counters SET value = ? WHERE name = 'next_seq'", (seq + 1,)
-            )
+            message = await self._insert(int(row[0]), build, priority)
+            if self.max_payload_bytes and self.payload_bytes > self.max_payload_bytes:
+                await self._discard_oldest()
             await self.db.commit()
         self.new_message.set()
         return message
+
+    async def _insert(
+        self, seq: int, build: Callable[[int], DeviceMessage], priority: Priority
+    ) -> DeviceMessage:
+        if not self._reservation.covers(seq):
+            await asyncio.to_thread(self._reservation.cover, seq)
+        message = build(seq)
+        body = encode(message)
+        await self.db.execute(
+            "INSERT INTO outbox (seq, priority, kind, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (seq, int(priority), type(message).__name__, body, time.time()),
+        )
+        await self.db.execute(
+            "UPDATE counters SET value = ? WHERE name = 'next_seq'", (seq + 1,)
+        )
+        self.payload_bytes += len(body)
+        return message
+
+    async def _discard_oldest(self) -> None:
+        """Free a tenth of the budget, oldest waveforms first; report it as gaps."""
+        assert self.max_payload_bytes is not None
+        to_free = self.payload_bytes - int(self.max_payload_bytes * DISCARD_TO_FRACTION)
+        async with self.db.execute(
+            "SELECT seq, body FROM outbox WHERE priority < ? ORDER BY priority, seq",
+            (int(Priority.ALARM),),
+        ) as cursor:
+            victims: list[tuple[int, bytes]] = []
+            freed = 0
+            async for seq, body in cursor:
+                if freed >= to_free:
+                    break
+                victims.append((int(seq), bytes(body)))
+                freed += len(body)
+        if not victims:
+            return
+        await self.db.executemany(
+            "DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in victims]
+        )
+        self.payload_bytes -= freed
+        gaps = describe_dropped(body for _, body in victims)
+        for build_gap in gaps:
+            async with self.db.execute(
+                "SELECT value FROM counters WHERE name = 'next_seq'"
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            gap = await self._insert(int(row[0]), build_gap, Priority.ALARM)
+            self.dropped_samples += gap.sample_count  # type: ignore[union-attr]
+        self.dropped_messages += len(victims)
+        logger.warning(
+            "buffer %s over its %d byte budget: discarded %d oldest messages; "
+            "%d discarded since start", self._path, self.max_payload_bytes,
+            len(victims), self.dropped_messages,
+        )
 
     async def next_batch(
         self, limit: int, exclude: Iterable[int] = ()
@@ -235,10 +298,17 @@ class MessageBuffer:
         keys = [(int(seq),) for seq in seqs]
         if not keys:
             return 0
+        removed = 0
         async with self._lock:
-            cursor = await self.db.executemany("DELETE FROM outbox WHERE seq = ?", keys)
+            for key in keys:
+                async with self.db.execute(
+                    "DELETE FROM outbox WHERE seq = ? RETURNING length(body)", key
+                ) as cursor:
+                    for (length,) in await cursor.fetchall():
+                        self.payload_bytes -= int(length)
+                        removed += 1
             await self.db.commit()
-        return cursor.rowcount
+        return removed
 
     async def move_to_rejected(self, seq: int, field: str, problem: str) -> None:
         """Keep a message central refused for inspection instead of resending it."""
@@ -248,7 +318,11 @@ class MessageBuffer:
                 " SELECT seq, body, ?, ?, ? FROM outbox WHERE seq = ?",
                 (field, problem, time.time(), seq),
             )
-            await self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            async with self.db.execute(
+                "DELETE FROM outbox WHERE seq = ? RETURNING length(body)", (seq,)
+            ) as cursor:
+                for (length,) in await cursor.fetchall():
+                    self.payload_bytes -= int(length)
             await self.db.commit()
 
     async def record_alarm(

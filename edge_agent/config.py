@@ -50,6 +50,9 @@ class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class BufferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     path: str = "/var/lib/aura-edge/buffer.sqlite3"
+    # Unsent messages beyond this are discarded, oldest waveforms first, and reported
+    # to central as gaps. 256 MB holds about two days of one ECG lead at 360 Hz.
+    max_size_mb: Annotated[float, msgspec.Meta(ge=1.0, le=100_000.0)] = 256.0
 
 
 class DspSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

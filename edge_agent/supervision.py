@@ -41,6 +41,7 @@ class TechnicalSupervisor:
         self._window_samples = 0
         self._present: dict[str, bool] = {}
         self._corruption_notice_until: float | None = None
+        self._buffer_full = False
         self._updates: list[ConditionUpdate] = []
         self.measured_rate_hz: float | None = None
 
@@ -67,8 +68,17 @@ class TechnicalSupervisor:
         self._set("buffer_trouble", True, f"the local buffer failed: {error}")
 
     def buffer_recovered(self) -> None:
-        if self._corruption_notice_until is None:
+        if self._corruption_notice_until is None and not self._buffer_full:
             self._set("buffer_trouble", False, "the local buffer works again")
+
+    def buffer_full(self, evidence: str) -> None:
+        self._buffer_full = True
+        self._set("buffer_trouble", True, evidence)
+
+    def buffer_has_room(self) -> None:
+        if self._buffer_full:
+            self._buffer_full = False
+            self._set("buffer_trouble", False, "the local buffer has room again")
 
     def buffer_corrupt_at_start(self, moved_to: str, now: float) -> None:
         self._corruption_notice_until = now + CORRUPTION_NOTICE_S

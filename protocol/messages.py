@@ -101,6 +101,22 @@ class Emergency(_DeviceMessage, tag="patient.emergency", kw_only=True):
     evidence: Annotated[str, msgspec.Meta(max_length=2000)]
 
 
+class DataGap(_DeviceMessage, tag="vitals.gap", kw_only=True):
+    """Data the device produced but had to discard, so central can show the gap.
+
+    ``first_sample_index`` and ``sample_count`` describe discarded ECG samples of
+    ``lead``; ``messages_dropped`` counts every discarded message, numerics included.
+    """
+
+    reason: Identifier
+    lead: str | None = None
+    first_sample_index: Sequence | None = None
+    sample_count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    first_at: UtcTime
+    last_at: UtcTime
+    messages_dropped: Annotated[int, msgspec.Meta(ge=1)]
+
+
 class Ack(_Message, tag="ack", kw_only=True):
     """Central has committed these sequence numbers; the device may forget them."""
 
@@ -177,7 +193,7 @@ class PatientEmergency(_Message, tag="patient.emergency", kw_only=True):
     evidence: str
 
 
-DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency]
+DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
 CentralToDevice = Union[Ack, Rejected]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
 ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency]
@@ -282,6 +298,11 @@ def validate_device_message(message: DeviceMessage) -> DeviceMessage:
         _check_measurements(message.measurements)
     elif isinstance(message, EcgWaveform):
         _check_waveform(message)
+    elif isinstance(message, DataGap):
+        _check_utc("first_at", message.first_at)
+        _check_utc("last_at", message.last_at)
+        if message.last_at < message.first_at:
+            raise ProtocolError("last_at", "must not be before first_at")
     elif isinstance(message, Emergency):
         _check_utc("started_at", message.started_at)
         _check_text("evidence", message.evidence)

@@ -69,7 +69,7 @@ def test_migrate_twice(cli_database: str) -> None:
     assert cli.main(["migrate"]) == 0
     assert cli.main(["migrate"]) == 0
     rows = asyncio.run(_fetch(cli_database, "SELECT version FROM schema_migrations"))
-    assert [row["version"] for row in rows] == [1, 2]
+    assert [row["version"] for row in rows] == [1, 2, 3]
 
 
 def test_seed_demo_twice_is_idempotent(

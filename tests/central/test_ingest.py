@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from central.services import Services
 from central.storage import store_batch
-from protocol.messages import decode_device_message
+from protocol.messages import DataGap, decode_device_message
 
 
 async def _count(services: Services, table: str) -> int:
@@ -286,3 +286,15 @@ async def test_implausible_device_clock_flagged(
         (1, False), (2, True), (3, True)
     ]
     assert "implausible" in caplog.text
+
+
+async def test_data_gap_stored(services: Services, demo: Demo) -> None:
+    now = datetime.now(UTC)
+    gap = DataGap(device_id=DEVICE_ID, seq=40, sent_at=now, reason="buffer_full",
+                  lead="II", first_sample_index=1000, sample_count=750,
+                  first_at=now - timedelta(seconds=3), last_at=now, messages_dropped=3)
+    await store_batch(services.pool, DEVICE_ID, [gap])
+    row = await services.pool.fetchrow("SELECT * FROM data_gaps")
+    assert row["patient_id"] == demo.patient_id
+    assert (row["first_sample_index"], row["sample_count"]) == (1000, 750)
+    assert row["messages_dropped"] == 3

@@ -1,8 +1,14 @@
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge_agent.buffer import MessageBuffer, Priority
-from protocol.messages import DeviceHello, decode_device_message
+from protocol.messages import (
+    DataGap,
+    DeviceHello,
+    EcgWaveform,
+    Emergency,
+    decode_device_message,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -115,3 +121,54 @@ async def test_sequence_continues_after_lost_buffer(tmp_path: Path) -> None:
     next_seq = (await fresh.append(hello, Priority.NUMERICS)).seq
     assert next_seq > max(used)
     await fresh.close()
+
+
+def chunk(seq: int, index: int) -> EcgWaveform:
+    return EcgWaveform(
+        device_id="dev-1", seq=seq, sent_at=NOW, lead="II", sample_rate_hz=250.0,
+        first_sample_at=NOW + timedelta(seconds=index / 250), first_sample_index=index,
+        scale_uv=5.0, samples=[10] * 50,
+    )
+
+
+def alarm(seq: int) -> Emergency:
+    return Emergency(device_id="dev-1", seq=seq, sent_at=NOW, alarm_id="a-1",
+                     kind="asystole", priority="high", state="raised", started_at=NOW,
+                     evidence="no QRS")
+
+
+async def test_budget_discards_oldest_waveforms_as_gap(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3", max_payload_bytes=20_000)
+    await buffer.open()
+    await buffer.append(alarm, Priority.ALARM)
+    for number in range(100):
+        await buffer.append(lambda seq, n=number: chunk(seq, n * 50), Priority.WAVEFORM)
+
+    assert buffer.payload_bytes <= 20_000
+    async with buffer.db.execute("SELECT sum(length(body)) FROM outbox") as cursor:
+        assert (await cursor.fetchone())[0] == buffer.payload_bytes
+    pending = [decode_device_message(m.body) for m in await buffer.next_batch(500)]
+    assert any(isinstance(m, Emergency) for m in pending)
+    gaps = [m for m in pending if isinstance(m, DataGap)]
+    chunks = [m for m in pending if isinstance(m, EcgWaveform)]
+    assert gaps, "no gap was reported"
+    assert gaps[0].first_sample_index == 0
+    assert sum(gap.sample_count for gap in gaps) == buffer.dropped_samples
+    # What remains starts where the discarded range ends, and nothing is lost silently.
+    assert min(c.first_sample_index for c in chunks) == sum(g.sample_count for g in gaps)
+    assert buffer.dropped_samples + 50 * len(chunks) == 100 * 50
+    await buffer.close()
+
+
+async def test_payload_bytes_survive_reopen(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    for number in range(5):
+        await buffer.append(lambda seq, n=number: chunk(seq, n * 50), Priority.WAVEFORM)
+    await buffer.acknowledge([0, 1])
+    expected = buffer.payload_bytes
+    await buffer.close()
+    reopened = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await reopened.open()
+    assert reopened.payload_bytes == expected
+    await reopened.close()

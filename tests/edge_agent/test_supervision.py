@@ -79,3 +79,12 @@ def test_corrupt_buffer_notice_lasts() -> None:
     assert ("buffer_trouble", True) in kinds(watch.poll(30.0, 360))
     watch.samples_arrived(36, 61.0)
     assert ("buffer_trouble", False) in kinds(watch.poll(61.0, 360))
+
+
+def test_buffer_full_clears_only_with_room() -> None:
+    watch = supervisor()
+    watch.buffer_full("discarded 10 oldest messages")
+    watch.buffer_recovered()  # a successful write does not end a full buffer
+    assert kinds(watch.poll(0.1, None)) == [("buffer_trouble", True)]
+    watch.buffer_has_room()
+    assert kinds(watch.poll(0.2, None)) == [("buffer_trouble", False)]

@@ -5,6 +5,7 @@ import pytest
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Ack,
+    DataGap,
     DeviceHello,
     EcgWaveform,
     Emergency,
@@ -173,3 +174,9 @@ def test_nul_character_rejected() -> None:
     error = rejection(encode(hello))
     assert error.field == "model"
     assert "NUL" in error.problem
+
+
+def test_gap_must_not_end_before_it_starts() -> None:
+    gap = DataGap(device_id="bed-1-board", seq=3, sent_at=NOW, reason="buffer_full",
+                  first_at=NOW, last_at=NOW - timedelta(seconds=1), messages_dropped=1)
+    assert rejection(encode(gap)).field == "last_at"

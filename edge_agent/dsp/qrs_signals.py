@@ -1,9 +1,11 @@
 """Derived signals the QRS detector works on, computed chunk by chunk.
 
 `QrsFrontEnd` removes pacemaker pulses from raw millivolt samples and turns them into
-four aligned signals: the baseline-corrected and mains-filtered ECG, a smoothed copy for amplitude measurement, the absolute slope
-of the QRS band, and the Pan-Tompkins moving-window integral of the squared slope.
-`SignalHistory` keeps the last few seconds of them, addressed by absolute sample index.
+four aligned signals: the baseline-corrected and mains-filtered ECG, a smoothed copy
+for amplitude measurement, the absolute slope of the QRS band, and the Pan-Tompkins
+moving-window integral of the squared slope. `SignalHistory` keeps the last few
+seconds of them, addressed by absolute sample index, and `qrs_band_slope_share`
+measures how much of a stretch's steepest slope lies in the QRS band.
 """
 
 import logging
@@ -166,3 +168,23 @@ class SignalHistory:
         begin = max(begin, self._start) - self._start
         end = min(end, self.end) - self._start
         return self._signals[name][begin : max(begin, end)]
+
+
+def qrs_band_slope_share(
+    history: SignalHistory, begin: int, end: int, sample_rate_hz: float
+) -> float:
+    """Return the steepest QRS-band slope over the steepest ECG slope in [begin, end).
+
+    A QRS complex keeps about half (narrow) to 0.8 (wide) of its steepest slope in the
+    QRS band, while the slope of muscle noise lies mostly above the band. The ECG
+    slope is a two-point difference, so it keeps the noise that the band-pass and the
+    five-point derivative suppress. Returns 0.0 for a window without any slope.
+    """
+    ecg = history.window("ecg", begin, end)
+    band_slope = history.window("slope", begin, end)
+    if ecg.size < 2:
+        return 0.0
+    ecg_slope = float(np.max(np.abs(np.diff(ecg)))) * sample_rate_hz
+    if ecg_slope <= 0.0:
+        return 0.0
+    return float(np.max(band_slope)) / ecg_slope

@@ -46,8 +46,10 @@ MAX_BATCH = 64
 RECEIVE_QUEUE_FRAMES = 256
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 _INDEX = re.compile(r"\[\d+\]")
 _rejection_log = RateLimitedLog(logger)
+_database_warnings = RateLimitedLog(logger)
 # Field names a rejection may name. Any other name is an unknown field chosen by the
 # sender, so it is counted as "unknown_field" and a device cannot create counters.
 _KNOWN_FIELDS = frozenset(
@@ -77,6 +79,16 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
     except DeviceAuthError as exc:
         await _reject_device(services, websocket, exc)
         return
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # The database is down or restarting: not the device's fault, so say so and
+        # let it retry, rather than fail with a 500 that reads like a bad credential.
+        services.counters.increment("ingest.database_unavailable")
+        _database_warnings.warning(
+            "database", "cannot check device credentials, database unavailable: %s", exc
+        )
+        await _deny(websocket, 503, "database unavailable; retry later",
+                    CLOSE_TRY_AGAIN_LATER)
+        return
     await websocket.accept()
     session = IngestSession(services, websocket, device_id)
     await session.start()
@@ -104,16 +116,23 @@ async def _reject_device(
         outcome="refused",
         detail={"reason": exc.reason, "client": client},
     )
+    # The specific reason goes only to the log and the audit row, so a caller cannot
+    # probe which device ids exist.
+    await _deny(websocket, 401, "invalid device credentials", CLOSE_POLICY_VIOLATION,
+                {"WWW-Authenticate": 'Basic realm="aura-ingest"'})
+
+
+async def _deny(
+    websocket: WebSocket, status: int, message: str, close_code: int,
+    headers: dict[str, str] | None = None,
+) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        # The specific reason goes only to the log and the audit row, so a caller
-        # cannot probe which device ids exist.
-        body = {"status": 401, "error": "invalid device credentials"}
-        headers = {"WWW-Authenticate": 'Basic realm="aura-ingest"'}
+        body = {"status": status, "error": message}
         await websocket.send_denial_response(
-            JSONResponse(body, status_code=401, headers=headers)
+            JSONResponse(body, status_code=status, headers=headers)
         )
     else:
-        await websocket.close(CLOSE_POLICY_VIOLATION)
+        await websocket.close(close_code)
 
 
 class IngestSession:

@@ -107,10 +107,14 @@ class Uplink:
                 await self._run_connection()
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                logger.warning(
-                    "central refused device %s with HTTP %d; check its credential",
-                    self._device_id, status,
-                )
+                if status in (401, 403):
+                    logger.warning(
+                        "central refused device %s with HTTP %d; check its credential",
+                        self._device_id, status,
+                    )
+                else:
+                    logger.warning("central is unavailable to device %s (HTTP %d)",
+                                   self._device_id, status)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 logger.warning("link to central lost for device %s: %s",
                                self._device_id, exc)

@@ -22,6 +22,8 @@ MAX_LAG_S = 2.0
 # After a non-looping source ends, how long to wait for the reader to take the last
 # frames before closing the device.
 DRAIN_TIMEOUT_S = 2.0
+# On a stop request, how long the board waits for the reader to empty the pty.
+DRAIN_ON_STOP_S = 0.5
 _DRAIN_POLL_S = 0.02
 _JOIN_TIMEOUT_S = 5.0
 
@@ -160,13 +162,16 @@ class Board:
             chunk = self._stream.next_chunk()
             if chunk is None:
                 logger.info("Source ended; waiting for the reader to take the rest")
-                self._drain()
+                self._drain(DRAIN_TIMEOUT_S, stop_early=True)
                 return
             if self.config.speed > 0:
                 anchor = self._pace(anchor, chunk.ready_at_s / self.config.speed)
                 if self._stop_requested:
-                    return
+                    break
             self._send(chunk)
+        # Frames counted as sent may still sit in the pty; give the reader a moment
+        # to take them so "sent" means delivered to a reader that keeps up.
+        self._drain(DRAIN_ON_STOP_S, stop_early=False)
 
     def _pace(self, anchor: float, offset_s: float) -> float:
         """Sleep until ``anchor + offset_s``; return the anchor, moved after a lag."""
@@ -226,13 +231,13 @@ class Board:
             )
             self._stalled = True
 
-    def _drain(self) -> None:
+    def _drain(self, timeout_s: float, stop_early: bool) -> None:
         port = self._open_port()
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while port.unread_bytes() > 0 and time.monotonic() < deadline:
-            if self._stop_requested:
+            if stop_early and self._stop_requested:
                 return
-            self._sleep_until(time.monotonic() + _DRAIN_POLL_S)
+            time.sleep(_DRAIN_POLL_S)
 
     def _open_port(self) -> PtyPort:
         if self._port is None:

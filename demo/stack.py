@@ -58,6 +58,9 @@ class Stack:
     flatline_for_s: float | None = None
     log_level: str = "INFO"
     database_url: str | None = None
+    # Where the agent sends its messages when not straight to central, for example
+    # through a fault-injecting proxy; None means central's own /ingest.
+    agent_central_url: str | None = None
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     device_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -71,6 +74,10 @@ class Stack:
     @property
     def events_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/events"
+
+    @property
+    def ingest_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ingest"
 
     @property
     def board_link(self) -> Path:
@@ -183,7 +190,7 @@ port = "{self.board_link}"
 reopen_delay_s = 0.5
 
 [central]
-url = "ws://127.0.0.1:{self.port}/ingest"
+url = "{self.agent_central_url or self.ingest_url}"
 reconnect_min_delay_s = 0.2
 reconnect_max_delay_s = 2.0
 

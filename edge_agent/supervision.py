@@ -39,6 +39,7 @@ class TechnicalSupervisor:
         self._link_down_since: float | None = started_at
         self._window_start: float | None = None
         self._window_samples = 0
+        self._warming_up = True
         self._present: dict[str, bool] = {}
         self._corruption_notice_until: float | None = None
         self._buffer_full = False
@@ -56,6 +57,10 @@ class TechnicalSupervisor:
         """Forget arrival counts, as after a gap or a change of sensor."""
         self._window_start = None
         self._window_samples = 0
+        # Frames held back until the sensor's HELLO, or queued in the port while the
+        # agent was away, arrive in a burst; the first window would read them as a
+        # fast sample rate, so it is not judged.
+        self._warming_up = True
 
     def link_changed(self, connected: bool, now: float) -> None:
         if connected:
@@ -111,7 +116,9 @@ class TechnicalSupervisor:
         elapsed = now - self._window_start
         if elapsed < RATE_WINDOW_S:
             return
-        self.measured_rate_hz = self._window_samples / elapsed
+        if not self._warming_up:
+            self.measured_rate_hz = self._window_samples / elapsed
+        self._warming_up = False
         self._window_start = now
         self._window_samples = 0
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from edge_agent.alarms.limits import RESPIRATION_RATE, SPO2, SYSTOLIC_BP, TEMPERATURE
 from edge_agent.buffer import MessageBuffer, Priority
+from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
 from edge_agent.config import AgentConfig
 from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
 from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
@@ -25,13 +26,21 @@ from protocol.board import (
 )
 from protocol.errors import ProtocolError
 from protocol.framing import Frame
-from protocol.messages import DeviceHello, DeviceMessage, Measurement, VitalsNumerics
+from protocol.messages import (
+    DeviceHello,
+    DeviceMessage,
+    Measurement,
+    VitalsNumerics,
+    encode,
+)
 
 logger = logging.getLogger(__name__)
 
 # ECG frames that arrive before the board's first HELLO are held, not dropped, until
 # the sampling rate and scale are known; a board repeats HELLO every few seconds.
 EARLY_FRAMES_LIMIT = 600
+# Lost messages remembered for the gap report; beyond this they are only counted.
+UNBUFFERED_LIMIT = 20_000
 # Board numerics fields checked against the patient's alarm limits, by limit code.
 LIMIT_CODES = {
     "spo2_percent": SPO2,
@@ -64,6 +73,10 @@ class BedsideAgent:
             config.buffer.path, int(config.buffer.max_size_mb * 1_000_000)
         )
         self._dropped_reported = 0
+        # Messages lost because the buffer could not be written (disk full, I/O
+        # error), kept encoded so the loss can be reported as gaps once it works.
+        self._unbuffered: list[bytes] = []
+        self.unbuffered_total = 0
         self.uplink = Uplink(
             config.central, self.buffer, self.device_id, config.device_secret()
         )
@@ -300,12 +313,19 @@ class BedsideAgent:
         try:
             message = await self.buffer.append(build, priority)
         except (sqlite3.Error, OSError) as exc:
-            # The message exists only in memory now and is lost; the technical alarm
-            # tells staff, and the next successful write clears it.
-            logger.error("%s: could not buffer a message: %s", self.device_id, exc)
+            # The message is lost. The technical alarm warns staff, and a gap report
+            # follows once the buffer can be written again.
+            self.unbuffered_total += 1
+            if self.unbuffered_total % 100 == 1:
+                logger.error("%s: could not buffer a message (%d lost so far): %s",
+                             self.device_id, self.unbuffered_total, exc)
+            if len(self._unbuffered) < UNBUFFERED_LIMIT:
+                self._unbuffered.append(encode(build(0)))
             if self.supervisor is not None:
                 self.supervisor.buffer_failed(str(exc))
             return None
+        if self._unbuffered:
+            await self._report_unbuffered()
         if self.supervisor is not None:
             self.supervisor.buffer_recovered()
             if self.buffer.dropped_messages > self._dropped_reported:
@@ -316,6 +336,16 @@ class BedsideAgent:
                     " central records the gap"
                 )
         return message
+
+    async def _report_unbuffered(self) -> None:
+        lost, self._unbuffered = self._unbuffered, []
+        logger.warning("%s: buffer writable again; reporting %d lost messages as gaps",
+                       self.device_id, len(lost))
+        for build_gap in describe_dropped(lost, BUFFER_WRITE_FAILED):
+            try:
+                await self.buffer.append(build_gap, Priority.ALARM)
+            except (sqlite3.Error, OSError) as exc:
+                logger.error("%s: could not buffer a gap report: %s", self.device_id, exc)
 
     async def _commit_board_numerics(self, payload: NumericsPayload) -> None:
         measurements = []

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from protocol.messages import DataGap, EcgWaveform, decode_device_message
 
 BUFFER_FULL = "buffer_full"
+BUFFER_WRITE_FAILED = "buffer_write_failed"
 
 
 @dataclass
@@ -26,7 +27,9 @@ class _Range:
     messages: int
 
 
-def describe_dropped(bodies: Iterable[bytes]) -> list[Callable[[int], DataGap]]:
+def describe_dropped(
+    bodies: Iterable[bytes], reason: str = BUFFER_FULL
+) -> list[Callable[[int], DataGap]]:
     """Return one gap builder per contiguous ECG range, plus one for other messages."""
     ranges: list[_Range] = []
     others: _Range | None = None
@@ -43,7 +46,7 @@ def describe_dropped(bodies: Iterable[bytes]) -> list[Callable[[int], DataGap]]:
         others.messages += 1
     if others is not None:
         ranges.append(others)
-    return [_builder(item) for item in ranges]
+    return [_builder(item, reason) for item in ranges]
 
 
 def _add_waveform(ranges: list[_Range], chunk: EcgWaveform) -> None:
@@ -60,11 +63,11 @@ def _add_waveform(ranges: list[_Range], chunk: EcgWaveform) -> None:
                          chunk.first_sample_at, end_at, 1))
 
 
-def _builder(item: _Range) -> Callable[[int], DataGap]:
+def _builder(item: _Range, reason: str) -> Callable[[int], DataGap]:
     def build(seq: int) -> DataGap:
         return DataGap(
             device_id=item.device_id, seq=seq, sent_at=datetime.now(timezone.utc),
-            reason=BUFFER_FULL, lead=item.lead, first_sample_index=item.first_index,
+            reason=reason, lead=item.lead, first_sample_index=item.first_index,
             sample_count=item.samples, first_at=item.first_at, last_at=item.last_at,
             messages_dropped=item.messages,
         )

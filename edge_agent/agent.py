@@ -48,6 +48,9 @@ LIMIT_CODES = {
     "nibp_systolic_mmhg": SYSTOLIC_BP,
     "temperature_celsius": TEMPERATURE,
 }
+# Sent messages unacknowledged this long count as a link outage for the link_lost
+# alarm, before the uplink gives the connection up.
+ACK_STALL_S = 5.0
 # The buffer-full alarm clears once unsent messages fill less than this share of it.
 BUFFER_ROOM_FRACTION = 0.5
 # How often the technical conditions (sensor silent, link lost, rate) are evaluated.
@@ -136,7 +139,11 @@ class BedsideAgent:
         while True:
             await asyncio.sleep(SUPERVISION_INTERVAL_S)
             now = loop.time()
-            self.supervisor.link_changed(self.uplink.connected.is_set(), now)
+            link_ok = (
+                self.uplink.connected.is_set()
+                and self.uplink.unacknowledged_for() < ACK_STALL_S
+            )
+            self.supervisor.link_changed(link_ok, now)
             budget = self.buffer.max_payload_bytes
             if budget and self.buffer.payload_bytes < budget * BUFFER_ROOM_FRACTION:
                 self.supervisor.buffer_has_room()

@@ -46,6 +46,9 @@ class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # dead (a black-holed route, a vanished access point) and is replaced.
     ping_interval_s: PositiveSeconds = 10.0
     ping_timeout_s: PositiveSeconds = 10.0
+    # Messages sent but unacknowledged this long mean the connection is dead even if
+    # the socket looks open; it is replaced and everything unacknowledged resent.
+    ack_timeout_s: PositiveSeconds = 15.0
 
 
 class BufferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 STABLE_CONNECTION_S = 30.0
 # Messages fetched from the buffer per read; small enough to keep each read short.
 BATCH_SIZE = 128
+# A dead connection cannot complete the closing handshake; waiting long for it only
+# delays the reconnect.
+CLOSE_TIMEOUT_S = 2.0
 # Central accepts frames up to 1 MiB; our largest message is a few tens of kB.
 MAX_FRAME_BYTES = 1 << 20
 
@@ -91,6 +94,9 @@ class Uplink:
             settings.reconnect_min_delay_s, settings.reconnect_max_delay_s
         )
         self._in_flight: set[int] = set()
+        # Loop time since which the oldest unacknowledged message has waited with no
+        # acknowledgement at all; None while nothing is in flight.
+        self._waiting_since: float | None = None
         self._window_open = asyncio.Event()
         self.connected = asyncio.Event()
         self.sent = 0
@@ -121,6 +127,7 @@ class Uplink:
             finally:
                 self.connected.clear()
                 self._in_flight.clear()
+                self._waiting_since = None
             if loop.time() - started > STABLE_CONNECTION_S:
                 self._backoff.reset()
             delay = self._backoff.next_delay()
@@ -134,6 +141,7 @@ class Uplink:
             open_timeout=self._settings.connect_timeout_s,
             ping_interval=self._settings.ping_interval_s,
             ping_timeout=self._settings.ping_timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_size=MAX_FRAME_BYTES,
         ) as websocket:
             self.connections += 1
@@ -141,7 +149,8 @@ class Uplink:
             logger.info("connected to central at %s as %s",
                         self._settings.url, self._device_id)
             await _first_to_finish(
-                self._send_loop(websocket), self._receive_loop(websocket)
+                self._send_loop(websocket), self._receive_loop(websocket),
+                self._watch_acknowledgements(),
             )
 
     async def _send_loop(self, websocket: ClientConnection) -> None:
@@ -159,10 +168,30 @@ class Uplink:
             if not batch:
                 await self._buffer.new_message.wait()
                 continue
+            if self._waiting_since is None:
+                self._waiting_since = asyncio.get_running_loop().time()
             for message in batch:
                 self._in_flight.add(message.seq)
                 await websocket.send(message.body.decode("utf-8"))
                 self.sent += 1
+
+    def unacknowledged_for(self) -> float:
+        """Return how long sent messages have waited with no acknowledgement (s)."""
+        if self._waiting_since is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._waiting_since
+
+    async def _watch_acknowledgements(self) -> None:
+        # A route that silently drops packets leaves the socket open and pings stuck
+        # behind unsent data; central's silence while messages wait is the surer sign.
+        timeout = self._settings.ack_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            waited = self.unacknowledged_for()
+            if waited > timeout:
+                raise TimeoutError(
+                    f"no acknowledgement from central for {waited:.0f} s"
+                )
 
     async def _receive_loop(self, websocket: ClientConnection) -> None:
         async for frame in websocket:
@@ -182,6 +211,9 @@ class Uplink:
         await self._buffer.acknowledge(ack.seqs)
         self.acknowledged += len(ack.seqs)
         self._in_flight.difference_update(ack.seqs)
+        self._waiting_since = (
+            asyncio.get_running_loop().time() if self._in_flight else None
+        )
         self._window_open.set()
 
     async def _on_rejected(self, rejected: Rejected) -> None:

@@ -104,3 +104,31 @@ def test_backoff_jitter_stays_in_range() -> None:
     for attempt in range(20):
         delay = backoff.next_delay()
         assert 0.5 <= delay <= min(30.0, 0.5 * 2**attempt)
+
+
+async def test_silent_central_replaced(tmp_path: Path) -> None:
+    connections: list[ServerConnection] = []
+
+    async def silent(connection: ServerConnection) -> None:
+        connections.append(connection)
+        async for _ in connection:
+            pass  # reads everything, acknowledges nothing
+
+    async with serve(silent, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = CentralSettings(
+            url=f"ws://127.0.0.1:{port}/ingest", reconnect_min_delay_s=0.01,
+            reconnect_max_delay_s=0.05, ack_timeout_s=0.5,
+        )
+        buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+        await buffer.open()
+        await buffer.append(hello, Priority.NUMERICS)
+        uplink = Uplink(settings, buffer, "dev-1", "pw")
+        task = asyncio.create_task(uplink.run())
+        async with asyncio.timeout(10):
+            while len(connections) < 2:
+                await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert await buffer.pending_count() == 1
+        await buffer.close()

@@ -32,9 +32,9 @@ SLOW_LATENCY_S = 0.2
 SLOW_BYTES_PER_S = 24 * 1024
 RECOVER_S = 2.0
 RESET_TIMEOUT_S = 5.0
-# websockets 17 (the agent's client) pings every 20 s and gives up on a pong after
-# another 20 s, so a dead connection is noticed 20 to 40 s after traffic stops.
-BLACKHOLE_DETECTION_LIMIT_S = 45.0
+# The agent gives a connection up when sent messages wait 15 s (ack_timeout_s) with
+# no acknowledgement, and pings every 10 s with a 10 s timeout as a second check.
+BLACKHOLE_DETECTION_LIMIT_S = 25.0
 
 
 async def _stream_through(proxy: FaultProxy, ward: Stack, database_url: str) -> None:

@@ -1,7 +1,7 @@
-"""The ``aura-central`` command: serve, migrate, seed demo data, manage accounts.
+"""The ``aura-central`` command: serve, migrate, seed, manage accounts, verify audit.
 
-Exit status: 0 on success, 1 on a failed command, 2 on invalid configuration or
-arguments.
+Exit status: 0 on success, 1 on a failed command or a broken audit chain, 2 on
+invalid configuration or arguments.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncpg
 import uvicorn
 
 from central.app import create_app
+from central.audit import verify_chain
 from central.config import ConfigError, Settings
 from central.db.embedded import start_embedded
 from central.db.migrations import apply_migrations
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--password", required=True, help="password of both demo nurses")
     _add_user_commands(commands)
     _add_device_commands(commands)
+    _add_audit_commands(commands)
     return parser
 
 
@@ -86,6 +88,15 @@ def _add_device_commands(commands: argparse._SubParsersAction) -> None:
     )
     register.add_argument("device_id")
     register.add_argument("--bed", required=True, help="id of the bed it monitors")
+
+
+def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="check the audit log")
+    actions = audit.add_subparsers(dest="action", required=True)
+    actions.add_parser(
+        "verify",
+        help="check the audit log's hash chain; exit 1 at the first broken link",
+    )
 
 
 def _configure_logging(level: str) -> None:
@@ -161,6 +172,29 @@ async def _check_database(url: str) -> None:
     await connection.close()
 
 
+async def _verify_audit(settings: Settings) -> int:
+    async with _database(settings) as pool:
+        report = await verify_chain(pool)
+    if report.broken is not None:
+        print(
+            f"chain broken at row {report.broken.row_id}: {report.broken.problem} "
+            f"({report.rows} rows before it are intact)",
+            flush=True,
+        )
+        return 1
+    print(f"chain intact, {report.rows} rows", flush=True)
+    # The head hash, kept outside the database, later shows whether the whole chain
+    # was rewritten by someone able to recompute every hash.
+    print(f"head: row {report.head_id}, hash {report.head_hash}", flush=True)
+    if report.unchained_rows:
+        print(
+            f"{report.unchained_rows} rows written before the chain began are not "
+            "covered",
+            flush=True,
+        )
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.database_url is not None:
         asyncio.run(_check_database(settings.database_url))
@@ -207,6 +241,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_add_user(settings, args, _read_password(args)))
     elif args.command == "devices":
         asyncio.run(_register_device(settings, args))
+    elif args.command == "audit":
+        return asyncio.run(_verify_audit(settings))
     return 0
 
 

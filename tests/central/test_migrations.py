@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from central.audit import Actor, AuditLog
 from central.db.migrations import apply_migrations, load_migrations
 
 
@@ -42,9 +43,9 @@ async def test_concurrent_migrations_apply_once(database_url: str) -> None:
     assert count == len(load_migrations())
 
 
-INSERT_AUDIT_ROW = (
-    "INSERT INTO audit_log (actor_kind, action, outcome) VALUES ('system', 'x', 'ok')"
-)
+async def _insert_audit_row(connection: asyncpg.Connection) -> None:
+    # A plain INSERT is rejected: every row must link to the hash chain.
+    await AuditLog().record(connection, Actor("system"), "x")
 
 
 @pytest.fixture
@@ -56,13 +57,13 @@ async def migrated(database_url: str):
 
 
 async def test_audit_log_rejects_update(migrated: asyncpg.Connection) -> None:
-    await migrated.execute(INSERT_AUDIT_ROW)
+    await _insert_audit_row(migrated)
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await migrated.execute("UPDATE audit_log SET outcome = 'refused'")
 
 
 async def test_audit_log_rejects_delete(migrated: asyncpg.Connection) -> None:
-    await migrated.execute(INSERT_AUDIT_ROW)
+    await _insert_audit_row(migrated)
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await migrated.execute("DELETE FROM audit_log")
     assert await migrated.fetchval("SELECT count(*) FROM audit_log") == 1

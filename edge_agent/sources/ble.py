@@ -1,0 +1,259 @@
+"""Bluetooth LE vital-sign sensors, read with bleak.
+
+The source finds one sensor by address, connects with
+``bleak_retry_connector.establish_connection``, subscribes to every known measurement
+characteristic the sensor has, and hands each decoded notification to ``on_reading`` as
+a list of ``protocol.messages.Measurement``. A malformed or implausible notification is
+counted, logged with the sensor address and the reason, and skipped. After a
+disconnection the source reconnects with jittered exponential backoff and subscribes
+again. The bleak backends can be replaced, which is how the tests run it against
+simulated sensors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.scanner import BaseBleakScanner
+from bleak.exc import BleakError
+from bleak_retry_connector import establish_connection
+
+from edge_agent.ecg_stream import utc_now
+from protocol.codes import VitalSign
+from protocol.errors import ProtocolError
+from protocol.gatt import (
+    BATTERY_LEVEL_UUID,
+    BLOOD_PRESSURE_MEASUREMENT_UUID,
+    DECODERS,
+    HEART_RATE_MEASUREMENT_UUID,
+    PLX_CONTINUOUS_MEASUREMENT_UUID,
+    PLX_SPOT_CHECK_MEASUREMENT_UUID,
+    TEMPERATURE_MEASUREMENT_UUID,
+    BatteryLevel,
+    BloodPressureMeasurement,
+    CharacteristicValue,
+    HeartRateMeasurement,
+    PlxContinuousMeasurement,
+    PlxSpotCheckMeasurement,
+    TemperatureMeasurement,
+)
+from protocol.messages import Measurement, VitalsNumerics
+
+logger = logging.getLogger(__name__)
+
+# Characteristics subscribed when the sensor has them, measurements first.
+SUBSCRIBED_CHARACTERISTICS = (
+    HEART_RATE_MEASUREMENT_UUID,
+    PLX_CONTINUOUS_MEASUREMENT_UUID,
+    PLX_SPOT_CHECK_MEASUREMENT_UUID,
+    BLOOD_PRESSURE_MEASUREMENT_UUID,
+    TEMPERATURE_MEASUREMENT_UUID,
+    BATTERY_LEVEL_UUID,
+)
+# Rejected notifications are logged one by one up to this count, then every Nth.
+REJECTIONS_LOGGED_IN_FULL = 10
+REJECTION_LOG_EVERY = 100
+# Connection attempts per round of establish_connection before backing off.
+CONNECT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BleReading:
+    """Measurements decoded from one notification of one sensor."""
+
+    address: str
+    characteristic_uuid: str
+    received_at: datetime
+    measurements: list[Measurement]
+
+    def to_message(self, device_id: str, seq: int, sent_at: datetime) -> VitalsNumerics:
+        return VitalsNumerics(
+            device_id=device_id, seq=seq, sent_at=sent_at,
+            measured_at=self.received_at, measurements=list(self.measurements),
+        )
+
+
+def _measurement(sign: VitalSign, value: float | None) -> list[Measurement]:
+    if value is None:
+        return []
+    spec = sign.value
+    if not spec.minimum <= value <= spec.maximum:
+        raise ProtocolError(
+            spec.mdc_reference_id,
+            f"{value:g} {spec.unit} is outside {spec.minimum:g}..{spec.maximum:g}",
+        )
+    return [Measurement(code=spec.mdc_reference_id, value=value, unit=spec.unit)]
+
+
+def measurements_from(value: CharacteristicValue) -> list[Measurement]:
+    """Convert a decoded value to measurements in the protocol's codes and units.
+
+    Returns an empty list for values that carry no vital sign (battery level), that
+    the sensor marks unreliable, or that are all IEEE 11073 special values. Raises
+    ``ProtocolError`` for a value outside the vital sign's plausible range.
+    """
+    if isinstance(value, HeartRateMeasurement):
+        # A strap that reports lost skin contact is not measuring the patient.
+        if value.sensor_contact is False:
+            return []
+        return _measurement(VitalSign.HEART_RATE, float(value.heart_rate_bpm))
+    if isinstance(value, (PlxContinuousMeasurement, PlxSpotCheckMeasurement)):
+        if not value.is_reliable:
+            return []
+        pair = value.normal if isinstance(value, PlxContinuousMeasurement) else value.reading
+        return _measurement(VitalSign.SPO2, pair.spo2_percent) + _measurement(
+            VitalSign.PULSE_RATE, pair.pulse_rate_bpm
+        )
+    if isinstance(value, BloodPressureMeasurement):
+        systolic, diastolic, mean = value.pressures_mmhg()
+        return (
+            _measurement(VitalSign.SYSTOLIC_BP, systolic)
+            + _measurement(VitalSign.DIASTOLIC_BP, diastolic)
+            + _measurement(VitalSign.MEAN_BP, mean)
+            + _measurement(VitalSign.PULSE_RATE, value.pulse_rate_bpm)
+        )
+    if isinstance(value, TemperatureMeasurement):
+        return _measurement(VitalSign.TEMPERATURE, value.celsius)
+    return []
+
+
+class BleSensorSource:
+    """Reads one Bluetooth LE sensor and hands its readings to ``on_reading``."""
+
+    def __init__(
+        self,
+        address: str,
+        on_reading: Callable[[BleReading], None],
+        *,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+        scan_timeout_s: float = 10.0,
+        reconnect_min_delay_s: float = 0.5,
+        reconnect_max_delay_s: float = 30.0,
+        silence_timeout_s: float | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.address = address
+        self._on_reading = on_reading
+        self._scanner_backend = scanner_backend
+        self._client_backend = client_backend
+        self._scan_timeout_s = scan_timeout_s
+        self._min_delay_s = reconnect_min_delay_s
+        self._max_delay_s = reconnect_max_delay_s
+        # Continuous sensors notify every second or so; a link that stays up but
+        # goes quiet for this long is replaced. None suits spot-check sensors.
+        self._silence_timeout_s = silence_timeout_s
+        self._clock = clock
+        self.connected = asyncio.Event()
+        self._activity = asyncio.Event()
+        self.connections = 0
+        self.readings = 0
+        self.rejected = 0
+        self.battery_percent: int | None = None
+
+    async def run(self) -> None:
+        """Connect, read and reconnect until cancelled."""
+        delay_s = self._min_delay_s
+        while True:
+            try:
+                await self._session()
+                delay_s = self._min_delay_s
+            except (BleakError, TimeoutError, OSError) as exc:
+                logger.warning("BLE sensor %s: connection failed: %s", self.address, exc)
+                delay_s = min(delay_s * 2, self._max_delay_s)
+            # Jitter keeps several beds from retrying in lockstep after a shared outage.
+            wait_s = delay_s * random.uniform(0.5, 1.0)
+            logger.info("BLE sensor %s: reconnecting in %.2f s", self.address, wait_s)
+            await asyncio.sleep(wait_s)
+
+    async def _session(self) -> None:
+        device = await BleakScanner.find_device_by_address(
+            self.address, timeout=self._scan_timeout_s, backend=self._scanner_backend
+        )
+        if device is None:
+            raise BleakError(f"not found within {self._scan_timeout_s:g} s of scanning")
+        disconnected = asyncio.Event()
+        client = await establish_connection(
+            BleakClient, device, self.address,
+            disconnected_callback=lambda _client: disconnected.set(),
+            max_attempts=CONNECT_ATTEMPTS, backend=self._client_backend,
+        )
+        try:
+            await self._subscribe(client)
+            self.connections += 1
+            self.connected.set()
+            logger.info("BLE sensor %s: connected and subscribed", self.address)
+            await self._wait_until_lost(disconnected)
+        finally:
+            self.connected.clear()
+            if client.is_connected:
+                await client.disconnect()
+
+    async def _subscribe(self, client: BleakClient) -> None:
+        found = 0
+        for uuid in SUBSCRIBED_CHARACTERISTICS:
+            characteristic = client.services.get_characteristic(uuid)
+            if characteristic is None:
+                continue
+            await client.start_notify(characteristic, self._on_notification)
+            found += 1
+        if not found:
+            raise BleakError("no known measurement characteristic on this sensor")
+
+    async def _wait_until_lost(self, disconnected: asyncio.Event) -> None:
+        if self._silence_timeout_s is None:
+            await disconnected.wait()
+            logger.warning("BLE sensor %s: disconnected", self.address)
+            return
+        while not disconnected.is_set():
+            self._activity.clear()
+            activity = asyncio.ensure_future(self._activity.wait())
+            lost = asyncio.ensure_future(disconnected.wait())
+            done, pending = await asyncio.wait(
+                {activity, lost}, timeout=self._silence_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in pending:
+                task.cancel()
+            if not done:
+                logger.warning("BLE sensor %s: no notification for %.1f s; reconnecting",
+                               self.address, self._silence_timeout_s)
+                return
+        logger.warning("BLE sensor %s: disconnected", self.address)
+
+    def _on_notification(self, characteristic: BleakGATTCharacteristic,
+                         data: bytearray) -> None:
+        uuid = characteristic.uuid
+        try:
+            value = DECODERS[uuid](bytes(data))
+            measurements = measurements_from(value)
+        except ProtocolError as exc:
+            self._reject(uuid, bytes(data), exc)
+            return
+        if isinstance(value, BatteryLevel):
+            self.battery_percent = value.percent
+            logger.info("BLE sensor %s: battery at %d %%", self.address, value.percent)
+            return
+        self._activity.set()
+        if not measurements:
+            logger.debug("BLE sensor %s: %s carried no valid value", self.address, uuid)
+            return
+        self.readings += 1
+        self._on_reading(BleReading(self.address, uuid, self._clock(), measurements))
+
+    def _reject(self, uuid: str, data: bytes, error: ProtocolError) -> None:
+        self.rejected += 1
+        if (self.rejected <= REJECTIONS_LOGGED_IN_FULL
+                or self.rejected % REJECTION_LOG_EVERY == 0):
+            logger.warning(
+                "BLE sensor %s: rejected notification %d of %s (%s): %s",
+                self.address, self.rejected, uuid, data.hex(), error,
+            )

@@ -1,0 +1,181 @@
+"""The bleak source against simulated sensors on bumble's in-process link.
+
+The source's bleak code runs unmodified; only the backend classes are bumble ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from edge_agent.sources.ble import BleReading, BleSensorSource
+from edge_agent.sources.bumble_backend import bumble_backends
+from firmware_sim.ble.peripheral import SimulatedSensor
+from firmware_sim.ble.radio import VirtualRadio
+from firmware_sim.ble.sensors import (
+    blood_pressure_monitor,
+    heart_rate_sensor,
+    pulse_oximeter,
+    thermometer,
+)
+
+SENSOR_ADDRESS = "F1:F1:F1:F1:F1:F1"
+CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
+WAIT_S = 5.0
+
+
+class Harness:
+    """A sensor, a source reading it through the bumble backend, and its readings."""
+
+    def __init__(self, sensor: SimulatedSensor, source: BleSensorSource,
+                 readings: asyncio.Queue[BleReading]) -> None:
+        self.sensor = sensor
+        self.source = source
+        self.readings = readings
+
+    async def next_reading(self) -> BleReading:
+        return await asyncio.wait_for(self.readings.get(), WAIT_S)
+
+    async def connected(self) -> None:
+        await asyncio.wait_for(self.source.connected.wait(), WAIT_S)
+
+
+MakeSensor = Callable[[VirtualRadio, str], SimulatedSensor]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start_harness(make_sensor: MakeSensor, **options: object) -> Harness:
+        radio = VirtualRadio()
+        sensor = make_sensor(radio, SENSOR_ADDRESS)
+        central = radio.make_device("agent", CENTRAL_ADDRESS)
+        await central.power_on()
+        await sensor.start()
+        scanner, client = bumble_backends(central)
+        readings: asyncio.Queue[BleReading] = asyncio.Queue()
+        source = BleSensorSource(
+            SENSOR_ADDRESS, readings.put_nowait, scanner_backend=scanner,
+            client_backend=client, scan_timeout_s=2.0,
+            reconnect_min_delay_s=0.01, reconnect_max_delay_s=0.05, **options,
+        )
+        tasks.append(asyncio.create_task(source.run()))
+        harness = Harness(sensor, source, readings)
+        await harness.connected()
+        return harness
+
+    yield start_harness
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def values(reading: BleReading) -> dict[str, float]:
+    return {item.code: item.value for item in reading.measurements}
+
+
+async def test_heart_rate_reaches_callback(start) -> None:
+    harness = await start(lambda radio, address: heart_rate_sensor(radio, address, [72]))
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    assert reading.address == SENSOR_ADDRESS
+    assert values(reading) == {"MDC_ECG_HEART_RATE": 72.0}
+    assert reading.measurements[0].unit == "/min"
+
+
+async def test_pulse_oximeter_values(start) -> None:
+    harness = await start(pulse_oximeter)
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    assert values(reading) == {"MDC_PULS_OXIM_SAT_O2": 98.0,
+                               "MDC_PULS_OXIM_PULS_RATE": 72.0}
+
+
+async def test_blood_pressure_indications(start) -> None:
+    harness = await start(blood_pressure_monitor)
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    assert values(reading) == {"MDC_PRESS_BLD_NONINV_SYS": 120.0,
+                               "MDC_PRESS_BLD_NONINV_DIA": 80.0,
+                               "MDC_PRESS_BLD_NONINV_MEAN": 93.0}
+
+
+async def test_thermometer_in_celsius(start) -> None:
+    harness = await start(thermometer)
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    assert values(reading) == {"MDC_TEMP_BODY": 36.8}
+    assert reading.measurements[0].unit == "Cel"
+
+
+async def test_reading_becomes_valid_message(start) -> None:
+    from datetime import UTC, datetime
+
+    from protocol.messages import decode_device_message, encode
+
+    harness = await start(thermometer)
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    message = reading.to_message("bed-1-ble", 7, datetime.now(UTC))
+    assert decode_device_message(encode(message)) == message
+
+
+async def test_battery_level_tracked(start) -> None:
+    harness = await start(heart_rate_sensor)
+    await harness.sensor.set_battery(41)
+    for _ in range(50):
+        if harness.source.battery_percent == 41:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.source.battery_percent == 41
+
+
+async def test_malformed_notification_counted_and_skipped(start, caplog) -> None:
+    harness = await start(lambda radio, address: heart_rate_sensor(radio, address, [64]))
+    harness.sensor.send_malformed(b"\xe0\x48")  # reserved flag bits set
+    with caplog.at_level(logging.WARNING, logger="edge_agent.sources.ble"):
+        await harness.sensor.step()
+        await harness.sensor.step()
+        reading = await harness.next_reading()
+    assert values(reading) == {"MDC_ECG_HEART_RATE": 64.0}
+    assert harness.source.rejected == 1
+    assert SENSOR_ADDRESS in caplog.text
+    assert "reserved bits" in caplog.text
+
+
+async def test_implausible_value_rejected(start) -> None:
+    harness = await start(lambda radio, address: thermometer(radio, address, [52.0]))
+    await harness.sensor.step()
+    await harness.sensor.step()
+    await asyncio.sleep(0.05)
+    assert harness.source.rejected == 2
+    assert harness.readings.empty()
+
+
+async def test_dropped_link_reconnects_and_resubscribes(start) -> None:
+    harness = await start(lambda radio, address: heart_rate_sensor(radio, address,
+                                                                   [70, 71, 72]))
+    await harness.sensor.step()
+    assert values(await harness.next_reading()) == {"MDC_ECG_HEART_RATE": 70.0}
+    await harness.sensor.drop_link()
+    for _ in range(200):
+        if harness.source.connections == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.source.connections == 2
+    await harness.sensor.step()
+    assert values(await harness.next_reading()) == {"MDC_ECG_HEART_RATE": 71.0}
+
+
+async def test_silent_sensor_replaced(start) -> None:
+    harness = await start(heart_rate_sensor, silence_timeout_s=0.1)
+    harness.sensor.notifying = False
+    for _ in range(200):
+        if harness.source.connections >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.source.connections >= 2

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 """
 
 
+WAL_SIZE_LIMIT_BYTES = 4_000_000
 # Discarding goes down to this fraction of the budget, so it happens in batches
 # rather than on every append once the buffer is full.
 DISCARD_TO_FRACTION = 0.9
@@ -167,6 +168,9 @@ class MessageBuffer:
         # this buffer; at a few messages per second the extra fsync is affordable.
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
+        # Without a limit the write-ahead log keeps its largest size after a
+        # checkpoint, several times the budget of a small buffer.
+        await self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         await self._db.executescript(_SCHEMA)
         await self._db.execute(
             "INSERT OR IGNORE INTO counters (name, value) VALUES ('next_seq', ?)",

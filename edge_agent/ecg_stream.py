@@ -20,6 +20,9 @@ from protocol.messages import Emergency, EcgWaveform, Measurement, VitalsNumeric
 
 logger = logging.getLogger(__name__)
 
+# Below this signal quality (a flat, saturated or very noisy lead) no heart rate is
+# sent, so the nurse's display goes stale instead of showing the last good rate.
+MIN_QUALITY_FOR_RATE = 0.2
 # A gap shorter than this is fed to the analyzer as missing samples. A longer one is
 # skipped, because the analyzer would read seconds of missing samples as seconds
 # without a beat, a false asystole; the agent reports the silence as a technical alarm.
@@ -194,7 +197,7 @@ class EcgStream:
         out.waveforms.append(build)
 
     def _numerics_builder(self, board_index: int) -> Callable[[int], VitalsNumerics] | None:
-        if self._heart_rate is None:
+        if self._heart_rate is None or self._quality < MIN_QUALITY_FOR_RATE:
             return None
         spec = VitalSign.HEART_RATE.value
         measurement = Measurement(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 # A buffer found corrupt at start-up keeps its technical alarm this long, so staff see
 # it even though the fresh buffer works at once.
 CORRUPTION_NOTICE_S = 60.0
+# A pause in arriving samples longer than this restarts the rate measurement.
+RATE_PAUSE_S = 1.0
 # Arrival rates are compared over this window; shorter windows mistake serial
 # delivery jitter for a wrong sampling rate.
 RATE_WINDOW_S = 30.0
@@ -47,6 +49,10 @@ class TechnicalSupervisor:
         self.measured_rate_hz: float | None = None
 
     def samples_arrived(self, count: int, now: float) -> None:
+        if now - self._last_samples_at > RATE_PAUSE_S:
+            # A pause (a replugged sensor, a restarted board) is no evidence about
+            # the sampling rate, and the burst after it is queued data.
+            self.restart_rate_window()
         self._last_samples_at = now
         if self._window_start is None:
             self._window_start = now  # counting starts after the first frame

@@ -122,8 +122,9 @@ class Uplink:
                     logger.warning("central is unavailable to device %s (HTTP %d)",
                                    self._device_id, status)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
-                logger.warning("link to central lost for device %s: %s",
-                               self._device_id, exc)
+                # Warn when a working link breaks; failed retries are routine then.
+                log = logger.warning if self._backoff.attempt == 0 else logger.info
+                log("link to central lost for device %s: %s", self._device_id, exc)
             finally:
                 self.connected.clear()
                 self._in_flight.clear()

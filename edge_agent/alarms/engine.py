@@ -250,6 +250,13 @@ class AlarmEngine:
         # A condition that ends in this batch may have outlasted its delay first.
         changes = self._raise_if_due(kind, condition.onset_sample)
         if condition.state == AlarmState.RAISED:
+            if alarm.raised is not None and alarm.condition is None:
+                # A latched alarm whose condition had ended: this is a new episode,
+                # and staff must hear it as one, acknowledged or not.
+                changes.append(self._clear(
+                    kind, condition.onset_sample,
+                    "the condition began again; a new alarm follows",
+                ))
             self._start_condition(alarm, condition)
         elif alarm.condition is None:
             logger.warning("Ignored end of %s condition that had not started", kind)
@@ -293,7 +300,7 @@ class AlarmEngine:
             return []
         evidence = condition.evidence
         if delay:
-            evidence += f" for at least {alarm.policy.delay_s:g} s"
+            evidence += f" (present for at least {alarm.policy.delay_s:g} s)"
         alarm.raised = AlarmChange(
             kind,
             alarm.policy.priority,

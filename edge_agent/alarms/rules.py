@@ -79,12 +79,10 @@ class AsystoleRule:
     def _raise(self, pause_samples: int) -> AlarmChange:
         self._active = True
         self._beats_since_raise = 0
-        # Seconds here count from the start of this analysis, which only the
-        # offline analysis shares with the reader; the live evidence says "last beat".
         if self._last_beat is None:
             since = "since monitoring started"
         else:
-            since = f"after the last beat (analysis time {self._reference / self._fs:.2f} s)"
+            since = "after the last beat"
         evidence = (
             f"No QRS complex for {pause_samples / self._fs:.1f} s {since} "
             f"(limit {self._pause_s:g} s)"

@@ -37,15 +37,16 @@ class SerialBoardSource:
 
     async def run(self) -> None:
         """Read until cancelled, reopening the port whenever it fails."""
+        failures = 0
         while True:
             try:
                 await self._read_port()
-            except serial.SerialException as exc:
-                logger.warning("serial port %s failed: %s; reopening in %.1f s",
-                               self.port, exc, self._reopen_delay_s)
-            except OSError as exc:
-                logger.warning("serial port %s I/O error: %s; reopening in %.1f s",
-                               self.port, exc, self._reopen_delay_s)
+            except (serial.SerialException, OSError) as exc:
+                # The first failure needs a person; the retries after it do not.
+                log = logger.warning if failures == 0 or self.opened.is_set() else logger.debug
+                log("sensor board on %s unavailable (%s); retrying every %.1f s",
+                    self.port, exc, self._reopen_delay_s)
+                failures = 0 if self.opened.is_set() else failures + 1
             self.opened.clear()
             await asyncio.sleep(self._reopen_delay_s)
 

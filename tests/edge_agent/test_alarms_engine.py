@@ -124,3 +124,13 @@ def test_unknown_numeric_code_rejected() -> None:
 def test_limit_rejects_inverted_bounds() -> None:
     with pytest.raises(ValueError, match="low=100"):
         NumericLimit("heart_rate", 100.0, 50.0, "bpm", hysteresis=5.0)
+
+
+def test_new_episode_of_latched_alarm_raised_again() -> None:
+    engine = _engine()
+    engine.set_condition("asystole", True, 1000)
+    engine.set_condition("asystole", False, 2000)  # latched, never acknowledged
+    changes = engine.set_condition("asystole", True, 5000)
+    assert _states(changes) == [("asystole", "cleared"), ("asystole", "raised")]
+    assert changes[1].onset_sample == 5000
+    assert "began again" in changes[0].evidence

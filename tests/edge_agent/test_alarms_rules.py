@@ -79,7 +79,7 @@ def test_asystole_evidence_names_the_pause() -> None:
     [change] = engine.update([], round(6.6 * FS))
     assert change.onset_sample == round(6.1 * FS)
     assert "4.5 s" in change.evidence
-    assert "2.10 s" in change.evidence
+    assert "after the last beat" in change.evidence
 
 
 def test_asystole_clears_on_second_returning_beat() -> None:

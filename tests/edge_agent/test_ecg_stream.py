@@ -18,11 +18,12 @@ def make_stream() -> EcgStream:
 
 def beats_signal(seconds: float, bpm: float = 75.0) -> list[int]:
     """QRS-like 1 mV spikes (200 counts at 5 uV) at a steady rate."""
-    samples = np.zeros(int(seconds * FORMAT.sample_rate_hz))
+    # A little noise, as on any real lead; a perfectly flat baseline reads as leads off.
+    samples = np.random.default_rng(7).normal(0.0, 3.0, int(seconds * FORMAT.sample_rate_hz))
     period = int(FORMAT.sample_rate_hz * 60 / bpm)
     spike = 200 * np.hanning(15)
     for start in range(50, len(samples) - 15, period):
-        samples[start:start + 15] = spike
+        samples[start:start + 15] += spike
     return [int(value) for value in samples]
 
 

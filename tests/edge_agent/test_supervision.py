@@ -90,3 +90,15 @@ def test_buffer_full_clears_only_with_room() -> None:
     assert kinds(watch.poll(0.1, None)) == [("buffer_trouble", True)]
     watch.buffer_has_room()
     assert kinds(watch.poll(0.2, None)) == [("buffer_trouble", False)]
+
+
+def test_pause_restarts_rate_measurement() -> None:
+    watch = supervisor()
+    watch.link_changed(True, 0.0)
+    now = 0.0
+    while now < 2 * RATE_WINDOW_S:
+        if not 40.0 <= now < 44.0:  # the board is replugged for 4 s
+            watch.samples_arrived(36, now)
+        now += 0.1
+        watch.poll(now, 360)
+    assert watch.take_measured_rate() is None

@@ -35,6 +35,7 @@ from central.hub import EventHub, InProcessHub
 from central.ingest import ingest_endpoint
 from central.metrics import Counters
 from central.services import Services, services_of
+from central.systemd import notify
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,11 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
                     await apply_migrations(connection)
                 app.state.services = services
                 logger.info("central ready")
+                # uvicorn binds its socket right after the lifespan starts up.
+                notify("READY=1")
                 yield
             finally:
+                notify("STOPPING=1")
                 services.hub.close()
                 await _close_pool(services)
         finally:

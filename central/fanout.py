@@ -88,6 +88,8 @@ def publish_stored(hub: EventHub, device_id: str, batch: StoredBatch) -> None:
             )
         return
     for message in batch.new:
+        if message.seq in batch.superseded:
+            continue
         found = event_for(message, batch.location)
         if found is None:
             continue

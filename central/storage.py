@@ -38,6 +38,10 @@ class StoredBatch:
     seqs: list[int] = field(default_factory=list)
     new: list[DeviceMessage] = field(default_factory=list)
     duplicates: int = 0
+    # Alarm messages stored but older than a change already stored for the same
+    # alarm: the agent sends the newest alarms first after an outage, and relaying
+    # an old raise after its clear would show a finished alarm as active.
+    superseded: set[int] = field(default_factory=set)
 
 
 async def store_batch(
@@ -55,6 +59,10 @@ async def store_batch(
             if await _claim(connection, message, location.patient_id):
                 await _store_children(connection, message, location)
                 batch.new.append(message)
+                if isinstance(message, Emergency) and await _alarm_superseded(
+                    connection, message
+                ):
+                    batch.superseded.add(message.seq)
             else:
                 batch.duplicates += 1
             batch.seqs.append(message.seq)
@@ -191,6 +199,17 @@ async def _store_gap(
         message.last_at,
         message.messages_dropped,
     )
+
+
+async def _alarm_superseded(connection: asyncpg.Connection, message: Emergency) -> bool:
+    newer = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM alarms"
+        " WHERE device_id = $1 AND alarm_id = $2 AND seq > $3)",
+        message.device_id,
+        message.alarm_id,
+        message.seq,
+    )
+    return bool(newer)
 
 
 async def _store_alarm(

@@ -282,12 +282,15 @@ class MessageBuffer:
     async def next_batch(
         self, limit: int, exclude: Iterable[int] = ()
     ) -> list[PendingMessage]:
-        """Return up to ``limit`` unacknowledged messages, alarms first, then oldest."""
+        """Return up to ``limit`` unacknowledged messages: alarms newest first, then
+        numerics and waveforms oldest first."""
         excluded = set(exclude)
         async with self.db.execute(
-            "SELECT seq, priority, body FROM outbox ORDER BY priority DESC, seq"
-            " LIMIT ?",
-            (limit + len(excluded),),
+            # Alarms newest first, so the current state reaches central first after
+            # an outage; everything else oldest first.
+            "SELECT seq, priority, body FROM outbox ORDER BY priority DESC,"
+            " CASE WHEN priority = ? THEN -seq ELSE seq END LIMIT ?",
+            (int(Priority.ALARM), limit + len(excluded)),
         ) as cursor:
             rows = await cursor.fetchall()
         batch = [

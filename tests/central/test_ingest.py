@@ -298,3 +298,14 @@ async def test_data_gap_stored(services: Services, demo: Demo) -> None:
     assert row["patient_id"] == demo.patient_id
     assert (row["first_sample_index"], row["sample_count"]) == (1000, 750)
     assert row["messages_dropped"] == 3
+
+
+async def test_old_alarm_change_not_relayed_after_newer(
+    services: Services, demo: Demo
+) -> None:
+    # After an outage the agent sends its newest alarm changes first.
+    cleared = decode_device_message(emergency(31, state="cleared"))
+    raised = decode_device_message(emergency(30))
+    batch = await store_batch(services.pool, DEVICE_ID, [cleared, raised])
+    assert batch.superseded == {30}
+    assert await _count(services, "alarms") == 2

@@ -149,7 +149,8 @@ async def test_budget_discards_oldest_waveforms_as_gap(tmp_path: Path) -> None:
         assert (await cursor.fetchone())[0] == buffer.payload_bytes
     pending = [decode_device_message(m.body) for m in await buffer.next_batch(500)]
     assert any(isinstance(m, Emergency) for m in pending)
-    gaps = [m for m in pending if isinstance(m, DataGap)]
+    gaps = sorted((m for m in pending if isinstance(m, DataGap)),
+                  key=lambda gap: gap.first_sample_index or 0)
     chunks = [m for m in pending if isinstance(m, EcgWaveform)]
     assert gaps, "no gap was reported"
     assert gaps[0].first_sample_index == 0
@@ -172,3 +173,14 @@ async def test_payload_bytes_survive_reopen(tmp_path: Path) -> None:
     await reopened.open()
     assert reopened.payload_bytes == expected
     await reopened.close()
+
+
+async def test_newest_alarms_first_then_backlog_oldest_first(tmp_path: Path) -> None:
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    for priority in (Priority.WAVEFORM, Priority.ALARM, Priority.WAVEFORM,
+                     Priority.ALARM, Priority.NUMERICS):
+        await buffer.append(hello, priority)
+    order = [message.seq for message in await buffer.next_batch(10)]
+    assert order == [3, 1, 4, 0, 2]
+    await buffer.close()

@@ -1,6 +1,8 @@
 """The unit files and the agent's sd_notify messages."""
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -52,3 +54,35 @@ def test_unit_verifies(unit: str, tmp_path: Path) -> None:
     problems = [line for line in result.stderr.splitlines() if unit in line]
     assert result.returncode == 0, result.stderr
     assert problems == []
+
+
+def test_central_notifies_ready_and_stopping(tmp_path: Path) -> None:
+    notify_path = tmp_path / "notify.sock"
+    port = _free_port()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(notify_path))
+        receiver.settimeout(60)
+        environment = {key: value for key, value in os.environ.items()
+                       if not key.startswith("AURA_") and key != "DATABASE_URL"}
+        environment.update(NOTIFY_SOCKET=str(notify_path), AURA_PORT=str(port),
+                           AURA_DATA_DIR=str(tmp_path / "central"),
+                           JWT_SECRET="x" * 40)
+        central = subprocess.Popen(
+            [sys.executable, "-m", "central.cli", "serve"], env=environment,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert receiver.recv(64) == b"READY=1"
+            central.send_signal(signal.SIGTERM)
+            assert receiver.recv(64) == b"STOPPING=1"
+            central.wait(30)
+        finally:
+            central.kill()
+            central.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -10,13 +10,15 @@ import numpy as np
 
 from benchmarks.ec57 import BeatScore, score_beats
 from edge_agent.dsp.pipeline import EcgAnalyzer
+from firmware_sim.scenarios import (
+    build_scenario,
+)
 from firmware_sim.synthetic import (
     Episode,
     EpisodeKind,
     Rhythm,
     Segment,
     SyntheticEcg,
-    build_scenario,
     synthesize,
 )
 

@@ -17,13 +17,15 @@ from types import FrameType
 
 from firmware_sim.board import Board
 from firmware_sim.config import DEFAULT_BOARD_ID, DEFAULT_HELLO_INTERVAL_S, BoardConfig
+from firmware_sim.scenarios import (
+    SCENARIOS,
+    SyntheticSource,
+    build_scenario,
+)
 from firmware_sim.sources import SampleSource, WfdbReplay
 from firmware_sim.synthetic import (
     DEFAULT_SAMPLE_RATE_HZ,
-    SCENARIOS,
     SyntheticEcg,
-    SyntheticSource,
-    build_scenario,
 )
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,41 @@ class SampleSource(Protocol):
         ...
 
 
-class WfdbReplay:
+class LoopingReplay:
+    """Reads int16 samples from ``self.samples`` in order, wrapping when looping.
+
+    Subclasses set ``samples``, ``loop``, ``position`` and ``_offset``.
+    """
+
+    samples: np.ndarray
+    loop: bool
+    position: int
+    _offset: int
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether a non-looping source has returned its last sample."""
+        return not self.loop and self._offset >= len(self.samples)
+
+    def read(self, count: int) -> np.ndarray:
+        """Return up to ``count`` next samples as int16, wrapping when looping."""
+        parts = []
+        remaining = count
+        while remaining > 0 and len(self.samples) > 0:
+            if self._offset >= len(self.samples):
+                if not self.loop:
+                    break
+                self._offset = 0
+            part = self.samples[self._offset : self._offset + remaining]
+            self._offset += len(part)
+            remaining -= len(part)
+            parts.append(part)
+        block = np.concatenate(parts) if parts else np.empty(0, dtype=np.int16)
+        self.position += len(block)
+        return block
+
+
+class WfdbReplay(LoopingReplay):
     """Replay one ECG lead of a WFDB record as signed ADC counts.
 
     ``record_path`` names the record without extension (``.../100``); a trailing
@@ -89,28 +123,6 @@ class WfdbReplay:
             self.sample_rate_hz,
             self.microvolts_per_count,
         )
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether a non-looping replay has returned its last sample."""
-        return not self.loop and self._offset >= len(self.samples)
-
-    def read(self, count: int) -> np.ndarray:
-        """Return up to ``count`` next samples as int16, wrapping when looping."""
-        parts = []
-        remaining = count
-        while remaining > 0 and len(self.samples) > 0:
-            if self._offset >= len(self.samples):
-                if not self.loop:
-                    break
-                self._offset = 0
-            part = self.samples[self._offset : self._offset + remaining]
-            self._offset += len(part)
-            remaining -= len(part)
-            parts.append(part)
-        block = np.concatenate(parts) if parts else np.empty(0, dtype=np.int16)
-        self.position += len(block)
-        return block
 
 
 def _select_channel(names: list[str], lead: str | None, path: Path) -> int:

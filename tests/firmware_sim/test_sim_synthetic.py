@@ -13,20 +13,22 @@ import serial
 from scipy.signal import find_peaks
 
 from firmware_sim.config import BoardConfig
+from firmware_sim.scenarios import (
+    SCENARIOS,
+    SyntheticSource,
+    build_scenario,
+)
 from firmware_sim.stream import FrameStream
 from firmware_sim.synthetic import (
     ASYSTOLE_PAUSE_S,
     PACER_SPIKE_MV,
     PACER_TO_R_S,
-    SCENARIOS,
     BeatLabel,
     EpisodeKind,
     Noise,
     NoiseKind,
     Rhythm,
     Segment,
-    SyntheticSource,
-    build_scenario,
     synthesize,
 )
 from protocol.board import decode_payload

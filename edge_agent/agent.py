@@ -27,6 +27,7 @@ from protocol.board import (
 from protocol.errors import ProtocolError
 from protocol.framing import Frame
 from protocol.messages import (
+    AlarmAcknowledge,
     DeviceHello,
     DeviceMessage,
     Measurement,
@@ -81,7 +82,8 @@ class BedsideAgent:
         self._unbuffered: list[bytes] = []
         self.unbuffered_total = 0
         self.uplink = Uplink(
-            config.central, self.buffer, self.device_id, config.device_secret()
+            config.central, self.buffer, self.device_id, config.device_secret(),
+            on_alarm_acknowledge=self._on_alarm_acknowledge,
         )
         self.source = SerialBoardSource(
             config.serial.port, config.serial.baudrate, self._on_frame,
@@ -214,7 +216,11 @@ class BedsideAgent:
         while True:
             self.last_progress = loop.time()
             try:
-                frame = await asyncio.wait_for(self._frames.get(), idle_flush_s)
+                # asyncio.timeout rather than wait_for: on Python 3.11, wait_for can
+                # swallow a cancellation that lands as the queue yields a frame, and
+                # the agent then never stops.
+                async with asyncio.timeout(idle_flush_s):
+                    frame = await self._frames.get()
             except TimeoutError:
                 # A quiet board must not leave its last samples waiting in memory.
                 if self.stream is not None:
@@ -295,6 +301,24 @@ class BedsideAgent:
         for update in list(self._conditions.values()):
             if update.present:
                 await self._apply_condition(update)
+
+    async def _on_alarm_acknowledge(self, message: AlarmAcknowledge) -> None:
+        stream = self.stream
+        current = stream.alarm_id_of(message.kind) if stream is not None else None
+        if stream is None or current != message.alarm_id:
+            # A late acknowledgement of an earlier episode must not silence a new
+            # alarm of the same kind, so only the current raise is acknowledged.
+            logger.info(
+                "%s: ignoring acknowledgement of %s alarm %s by %s: it is not the "
+                "current alarm (current: %s)", self.device_id, message.kind,
+                message.alarm_id, message.acknowledged_by, current,
+            )
+            return
+        logger.info("%s: %s alarm %s acknowledged at central by %s at %s",
+                    self.device_id, message.kind, message.alarm_id,
+                    message.acknowledged_by, message.acknowledged_at.isoformat())
+        changes = stream.analyzer.acknowledge(message.kind)
+        await self._commit(stream.changes_to_send(changes))
 
     async def _commit(self, out: Outgoing) -> None:
         # Alarms are committed before they are announced in the log, so an alarm a

@@ -36,6 +36,14 @@ def patient_id_of(request: Request) -> str:
     return patient_id
 
 
+def alarm_id_of(request: Request) -> str:
+    """Return the ``alarm_id`` path parameter, or raise a 404 if it is malformed."""
+    alarm_id: str = request.path_params["alarm_id"]
+    if not _IDENTIFIER.match(alarm_id):
+        raise ApiError(404, f"no alarm with id {alarm_id[:64]!r}")
+    return alarm_id
+
+
 def error_body(status: int, message: str, **extra: object) -> dict[str, object]:
     return {"status": status, "error": message, **extra}
 

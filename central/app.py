@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from central import auth_routes, care, patients
+from central import acknowledgements, auth_routes, care, patients
 from central.api import (
     ApiError,
     api_error_handler,
@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         *auth_routes.routes,
         *patients.routes,
         *care.routes,
+        *acknowledgements.routes,
         WebSocketRoute("/ingest", ingest_endpoint),
         WebSocketRoute("/events", events_endpoint),
     ]

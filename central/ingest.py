@@ -19,6 +19,7 @@ import asyncpg
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from central.acknowledgements import deliver_pending
 from central.audit import Actor
 from central.devices import DeviceAuthError, authenticate_device
 from central.fanout import publish_stored
@@ -91,8 +92,8 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     session = IngestSession(services, websocket, device_id)
-    await session.start()
     try:
+        await session.start()
         await session.run()
     finally:
         await session.finish()
@@ -151,6 +152,9 @@ class IngestSession:
             RECEIVE_QUEUE_FRAMES
         )
         self._closing = False
+        # Acks, rejections and requests' acknowledgements come from different tasks.
+        self._send_lock = asyncio.Lock()
+        self._closed = False
 
     async def start(self) -> None:
         self.services.counters.increment("ingest.connections")
@@ -158,8 +162,34 @@ class IngestSession:
         await self.services.audit.record(
             self.services.pool, Actor.device(self.device_id), "device.connect"
         )
+        # Registered before the pending rows are read, so an acknowledgement stored
+        # meanwhile is either sent by its request or found here.
+        self.services.device_links.register(self)
+        try:
+            await deliver_pending(self.services, self)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            logger.error(
+                "could not send pending alarm acknowledgements to device %s; they "
+                "stay queued for its next connection: %s",
+                self.device_id,
+                exc,
+            )
+
+    async def send_to_device(self, text: str) -> bool:
+        """Send one frame to the device; return False if the connection is gone."""
+        async with self._send_lock:
+            if self._closed:
+                return False
+            try:
+                await self.websocket.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                logger.info("could not send to device %s: %r", self.device_id, exc)
+                return False
+        return True
 
     async def finish(self) -> None:
+        self._closed = True
+        self.services.device_links.unregister(self)
         counts = {
             "stored": self.stored,
             "duplicates": self.duplicates,
@@ -243,7 +273,8 @@ class IngestSession:
         self.duplicates += batch.duplicates
         self.services.counters.increment("ingest.stored", len(batch.new))
         self.services.counters.increment("ingest.duplicates", batch.duplicates)
-        await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
+        async with self._send_lock:
+            await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
         publish_stored(self.services.hub, self.device_id, batch)
         return True
 
@@ -279,7 +310,8 @@ class IngestSession:
             exc.problem,
         )
         reply = Rejected(seq=seq, field=exc.field, problem=exc.problem)
-        await self.websocket.send_text(encode(reply).decode())
+        async with self._send_lock:
+            await self.websocket.send_text(encode(reply).decode())
 
     async def _storage_failed(self, exc: Exception, count: int) -> None:
         self.services.counters.increment("ingest.store_failed")
@@ -289,5 +321,6 @@ class IngestSession:
             self.device_id,
             exc,
         )
+        self._closed = True
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.websocket.close(CLOSE_INTERNAL_ERROR, "storage unavailable")

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from starlette.requests import HTTPConnection
 
 from central.audit import AuditLog
 from central.config import Settings
+from central.device_links import DeviceLinks
 from central.hub import EventHub
 from central.metrics import Counters
 
 
 @dataclass
 class Services:
-    """Pool, audit log, event hub and counters, created by the app's lifespan."""
+    """Pool, audit log, event hub, counters and live device connections.
+
+    The app's lifespan creates them.
+    """
 
     settings: Settings
     pool: asyncpg.Pool
     audit: AuditLog
     hub: EventHub
     counters: Counters
+    device_links: DeviceLinks = field(default_factory=DeviceLinks)
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -124,6 +124,10 @@ class EcgStream:
         self._collect_alarms(changes, out)
         return out
 
+    def alarm_id_of(self, kind: str) -> str | None:
+        """Return the id sent with the current raise of ``kind``, None if not raised."""
+        return self._alarm_ids.get(kind)
+
     def _start_segment(self, first_index: int, frame_samples: int) -> None:
         reference_index, reference_time = self._reference or (
             first_index + frame_samples, self._clock()

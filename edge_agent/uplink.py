@@ -11,14 +11,19 @@ import asyncio
 import base64
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from protocol.errors import ProtocolError
-from protocol.messages import Ack, Rejected, decode_central_message
+from protocol.messages import (
+    Ack,
+    AlarmAcknowledge,
+    Rejected,
+    decode_central_message,
+)
 from edge_agent.buffer import MessageBuffer
 from edge_agent.config import CentralSettings
 
@@ -34,6 +39,8 @@ BATCH_SIZE = 128
 CLOSE_TIMEOUT_S = 2.0
 # Central accepts frames up to 1 MiB; our largest message is a few tens of kB.
 MAX_FRAME_BYTES = 1 << 20
+
+AcknowledgeHandler = Callable[[AlarmAcknowledge], Awaitable[None]]
 
 
 class Backoff:
@@ -85,8 +92,10 @@ class Uplink:
     def __init__(
         self, settings: CentralSettings, buffer: MessageBuffer, device_id: str,
         secret: str,
+        on_alarm_acknowledge: AcknowledgeHandler | None = None,
     ) -> None:
         self._settings = settings
+        self._on_alarm_acknowledge = on_alarm_acknowledge
         self._buffer = buffer
         self._device_id = device_id
         self._authorization = basic_credentials(device_id, secret)
@@ -205,6 +214,8 @@ class Uplink:
                 await self._on_ack(reply)
             elif isinstance(reply, Rejected):
                 await self._on_rejected(reply)
+            elif isinstance(reply, AlarmAcknowledge):
+                await self._on_acknowledge(reply)
         # The iteration ends on a clean close; the send loop must stop with it.
         raise ConnectionError("central closed the connection")
 
@@ -216,6 +227,15 @@ class Uplink:
             asyncio.get_running_loop().time() if self._in_flight else None
         )
         self._window_open.set()
+
+    async def _on_acknowledge(self, message: AlarmAcknowledge) -> None:
+        if self._on_alarm_acknowledge is None:
+            logger.warning(
+                "ignoring acknowledgement of alarm %s on %s: nothing handles it",
+                message.alarm_id, self._device_id,
+            )
+            return
+        await self._on_alarm_acknowledge(message)
 
     async def _on_rejected(self, rejected: Rejected) -> None:
         self.rejected += 1

@@ -131,6 +131,19 @@ class Rejected(_Message, tag="rejected", kw_only=True):
     problem: str
 
 
+class AlarmAcknowledge(_Message, tag="alarm.acknowledge", kw_only=True):
+    """A clinician at central acknowledged an alarm that the device raised.
+
+    ``acknowledged_by`` is the clinician's display name, or their user id when no
+    name is known; the device only logs it.
+    """
+
+    alarm_id: Identifier
+    kind: Identifier
+    acknowledged_by: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    acknowledged_at: UtcTime
+
+
 # Dashboard side of the events WebSocket.
 
 
@@ -194,7 +207,7 @@ class PatientEmergency(_Message, tag="patient.emergency", kw_only=True):
 
 
 DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
-CentralToDevice = Union[Ack, Rejected]
+CentralToDevice = Union[Ack, Rejected, AlarmAcknowledge]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
 ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency]
 
@@ -315,10 +328,13 @@ def decode_device_message(data: bytes | str) -> DeviceMessage:
     return validate_device_message(message)  # type: ignore[arg-type]
 
 
-def decode_central_message(data: bytes | str) -> Ack | Rejected:
-    """Decode one message central sends to a device."""
+def decode_central_message(data: bytes | str) -> CentralToDevice:
+    """Decode and validate one message central sends to a device."""
     message = _decode(_central_decoder, data)
     _check_version(message)  # type: ignore[arg-type]
+    if isinstance(message, AlarmAcknowledge):
+        _check_utc("acknowledged_at", message.acknowledged_at)
+        _check_text("acknowledged_by", message.acknowledged_by)
     return message  # type: ignore[return-value]
 
 

@@ -306,9 +306,12 @@ def test_cli_streams_synthetic_scenario():
             process.communicate()
     assert process.returncode == 0, stderr
     assert "asystole defined at" in stderr
-    assert payloads[0].first_sample_index == 0
+    # pyserial empties the port's input queue when it opens it, so frames the board
+    # wrote before that are gone; from the first frame read on, nothing may be missing.
+    first = payloads[0].first_sample_index
+    assert first < len(expected) // 2
     samples = [value for payload in payloads for value in payload.samples]
-    np.testing.assert_array_equal(samples[: len(expected)], expected)
+    np.testing.assert_array_equal(samples[: len(expected) - first], expected[first:])
 
 
 def read_ecg(port: serial.Serial, sample_count: int) -> list:

@@ -5,6 +5,7 @@ import pytest
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Ack,
+    AlarmAcknowledge,
     DataGap,
     DeviceHello,
     EcgWaveform,
@@ -180,3 +181,20 @@ def test_gap_must_not_end_before_it_starts() -> None:
     gap = DataGap(device_id="bed-1-board", seq=3, sent_at=NOW, reason="buffer_full",
                   first_at=NOW, last_at=NOW - timedelta(seconds=1), messages_dropped=1)
     assert rejection(encode(gap)).field == "last_at"
+
+
+def test_alarm_acknowledge_round_trip() -> None:
+    message = AlarmAcknowledge(
+        alarm_id="asystole-1767323045000", kind="asystole",
+        acknowledged_by="Ana Nurse", acknowledged_at=NOW,
+    )
+    assert decode_central_message(encode(message)) == message
+
+
+def test_alarm_acknowledge_needs_utc() -> None:
+    text = encode(AlarmAcknowledge(
+        alarm_id="a-1", kind="asystole", acknowledged_by="Ana", acknowledged_at=NOW,
+    )).decode().replace("Z", "+01:00")
+    with pytest.raises(ProtocolError) as caught:
+        decode_central_message(text)
+    assert caught.value.field == "acknowledged_at"

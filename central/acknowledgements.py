@@ -1,0 +1,210 @@
+"""Alarm acknowledgement from central: record it, audit it and send it to the device.
+
+``POST /patients/{patient_id}/alarms/{alarm_id}/acknowledge`` needs a bearer token
+and the same consent as a read of the patient. The alarm must be active, that is
+its newest message from the device is the raise. Central stores one row per device
+that raised the alarm and sends an ``alarm.acknowledge`` message over that device's
+open ingest connection. A device without one receives the row when it next connects.
+
+A row counts as delivered once the frame is handed to the connection. The device
+does not confirm it, so a frame lost with a breaking connection is not resent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from central.api import ApiError, alarm_id_of, patient_id_of
+from central.audit import Actor
+from central.auth import require_user
+from central.consent import authorize_read
+from central.device_links import DeviceLink
+from central.services import Services, services_of
+from protocol.messages import AlarmAcknowledge, encode
+
+logger = logging.getLogger(__name__)
+
+ACTION = "alarm.acknowledge"
+
+
+async def acknowledge_alarm(request: Request) -> JSONResponse:
+    """Store an acknowledgement and send it to the device now or when it connects."""
+    principal = await require_user(request)
+    services = services_of(request)
+    patient_id = patient_id_of(request)
+    alarm_id = alarm_id_of(request)
+    await authorize_read(services, principal, patient_id, ACTION)
+
+    alarms = await _active_alarms(services.pool, patient_id, alarm_id)
+    if not alarms:
+        raise ApiError(
+            404,
+            f"no active alarm {alarm_id!r} for patient {patient_id}; it may have "
+            "cleared already",
+            patient_id=patient_id,
+            alarm_id=alarm_id,
+        )
+
+    acknowledged_by = principal.display_name or f"user {principal.user_id}"
+    rows = await _record(services, principal.user_id, acknowledged_by, alarms)
+    deliveries = await _deliver_now(services, rows)
+    logger.info(
+        "alarm %s of patient %s acknowledged by user %s: %s",
+        alarm_id, patient_id, principal.user_id, deliveries,
+    )
+
+    all_delivered = all(delivery["delivered"] for delivery in deliveries)
+    body = {
+        "patient_id": patient_id,
+        "alarm_id": alarm_id,
+        "kind": alarms[0]["kind"],
+        "acknowledged_by": acknowledged_by,
+        "acknowledged_at": rows[0]["at"].isoformat(),
+        "delivery": "delivered" if all_delivered else "queued",
+        "devices": deliveries,
+    }
+    return JSONResponse(body, status_code=202)
+
+
+async def _record(
+    services: Services,
+    user_id: int,
+    acknowledged_by: str,
+    alarms: list[asyncpg.Record],
+) -> list[asyncpg.Record]:
+    """Store one acknowledgement per device and its audit row in one transaction."""
+    async with services.pool.acquire() as connection, connection.transaction():
+        rows = [
+            await _insert(connection, alarm, user_id, acknowledged_by)
+            for alarm in alarms
+        ]
+        await services.audit.record(
+            connection,
+            Actor.user(user_id),
+            ACTION,
+            patient_id=alarms[0]["patient_id"],
+            detail={
+                "alarm_id": alarms[0]["alarm_id"],
+                "kind": alarms[0]["kind"],
+                "device_ids": [alarm["device_id"] for alarm in alarms],
+            },
+        )
+    return rows
+
+
+async def _deliver_now(
+    services: Services, rows: list[asyncpg.Record]
+) -> list[dict[str, object]]:
+    deliveries: list[dict[str, object]] = []
+    for row in rows:
+        link = services.device_links.get(row["device_id"])
+        delivered = link is not None and await send_acknowledgement(
+            services, link, row
+        )
+        deliveries.append({"device_id": row["device_id"], "delivered": delivered})
+    return deliveries
+
+
+async def _active_alarms(
+    pool: asyncpg.Pool, patient_id: str, alarm_id: str
+) -> list[asyncpg.Record]:
+    # Alarm ids are unique per device, so more than one row means that several
+    # devices of this patient raised an alarm with the same id.
+    return await pool.fetch(
+        """
+        SELECT device_id, alarm_id, patient_id, kind FROM (
+            SELECT DISTINCT ON (device_id) device_id, alarm_id, patient_id, kind, state
+            FROM alarms WHERE patient_id = $1 AND alarm_id = $2
+            ORDER BY device_id, seq DESC
+        ) newest
+        WHERE state = 'raised'
+        ORDER BY device_id
+        """,
+        patient_id,
+        alarm_id,
+    )
+
+
+async def _insert(
+    connection: asyncpg.Connection,
+    alarm: asyncpg.Record,
+    user_id: int,
+    acknowledged_by: str,
+) -> asyncpg.Record:
+    return await connection.fetchrow(
+        """
+        INSERT INTO alarm_acknowledgements
+            (alarm_id, kind, device_id, patient_id, user_id, acknowledged_by)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id, alarm_id, kind, device_id, acknowledged_by, at
+        """,
+        alarm["alarm_id"],
+        alarm["kind"],
+        alarm["device_id"],
+        alarm["patient_id"],
+        user_id,
+        acknowledged_by,
+    )
+
+
+async def send_acknowledgement(
+    services: Services, link: DeviceLink, row: asyncpg.Record
+) -> bool:
+    """Send one stored acknowledgement to its device; mark it delivered if sent."""
+    message = AlarmAcknowledge(
+        alarm_id=row["alarm_id"],
+        kind=row["kind"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["at"],
+    )
+    if not await link.send_to_device(encode(message).decode()):
+        return False
+    await services.pool.execute(
+        "UPDATE alarm_acknowledgements SET delivered_at = now() "
+        "WHERE id = $1 AND delivered_at IS NULL",
+        row["id"],
+    )
+    services.counters.increment("acknowledgements.delivered")
+    return True
+
+
+async def deliver_pending(services: Services, link: DeviceLink) -> int:
+    """Send the device's undelivered acknowledgements, oldest first; return the count.
+
+    A concurrent request may send the same row too, so a device can receive an
+    acknowledgement twice. That is harmless because acknowledging is idempotent.
+    """
+    rows = await services.pool.fetch(
+        """
+        SELECT id, alarm_id, kind, device_id, acknowledged_by, at
+        FROM alarm_acknowledgements
+        WHERE device_id = $1 AND delivered_at IS NULL
+        ORDER BY id
+        """,
+        link.device_id,
+    )
+    delivered = 0
+    for row in rows:
+        if not await send_acknowledgement(services, link, row):
+            break
+        delivered += 1
+    if rows:
+        logger.info(
+            "sent %d of %d pending alarm acknowledgements to device %s",
+            delivered, len(rows), link.device_id,
+        )
+    return delivered
+
+
+routes = [
+    Route(
+        "/patients/{patient_id}/alarms/{alarm_id}/acknowledge",
+        acknowledge_alarm,
+        methods=["POST"],
+    ),
+]

@@ -2,9 +2,10 @@
 
 Browsers cannot set headers on a WebSocket, so a client may authenticate either with
 ``Authorization: Bearer`` on the upgrade or with a first ``auth`` message. Consent is
-checked, and audited, on every ``subscribe``; the token is re-checked there too, so
-an expired token ends the session at the next subscription. Events come from the
-hub through a bounded per-client queue (see ``central.hub``).
+checked, and audited, on every ``subscribe``. The token and every subscription's
+consent are checked again on each request and every CONSENT_RECHECK_S, so an expired
+token or an ended assignment stops the stream. Events come from the hub through a
+bounded per-client queue (see ``central.hub``).
 """
 
 from __future__ import annotations

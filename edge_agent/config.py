@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,6 +10,7 @@ import msgspec
 
 from edge_agent.alarms.limits import DEFAULT_LIMITS, NumericLimit
 from edge_agent.dsp.settings import AnalyzerSettings
+from protocol.messages import validation_problem
 
 Identifier = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -162,23 +162,12 @@ def _merge_limits(configured: dict[str, LimitSettings]) -> tuple[NumericLimit, .
     return tuple(merged)
 
 
-_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-
-
-def _describe(exc: msgspec.ValidationError) -> str:
-    text = str(exc)
-    match = _AT_PATH.search(text)
-    if match is None:
-        return text
-    return f"{match.group('path') or 'top level'}: {text[: match.start()]}"
-
-
 def parse_config(data: dict[str, object], source: str = "<config>") -> AgentConfig:
     """Validate a configuration already read from TOML."""
     try:
         config = msgspec.convert(data, AgentConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from exc
+        raise ConfigError(f"{source}: {validation_problem(exc, 'top level')}") from exc
     if bool(config.device.secret) == bool(config.device.secret_file):
         raise ConfigError(f"{source}: device: set exactly one of secret and secret_file")
     if config.device.secret_file:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Literal, TypeVar, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
@@ -211,8 +211,6 @@ CentralToDevice = Union[Ack, Rejected, AlarmAcknowledge]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
 ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency]
 
-_T = TypeVar("_T")
-
 _encoder = msgspec.json.Encoder()
 _device_decoder = msgspec.json.Decoder(DeviceMessage)
 _central_decoder = msgspec.json.Decoder(CentralToDevice)
@@ -231,18 +229,28 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
+def validation_problem(
+    exc: msgspec.ValidationError, whole: str = "message"
+) -> ProtocolError:
+    """Return a ProtocolError naming the field a msgspec validation error is about.
+
+    ``whole`` names the field when the error concerns the whole document.
+    """
+    match = _PATH_SUFFIX.match(str(exc))
+    assert match is not None  # the pattern matches any text
+    problem = match.group("problem")
+    path = (match.group("path") or "").lstrip(".")
+    unknown = _UNKNOWN_FIELD.search(problem)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+    return ProtocolError(path or whole, problem)
+
+
 def _decode(decoder: msgspec.json.Decoder, data: bytes | str) -> object:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        match = _PATH_SUFFIX.match(str(exc))
-        assert match is not None  # the pattern matches any text
-        problem = match.group("problem")
-        path = (match.group("path") or "").lstrip(".")
-        unknown = _UNKNOWN_FIELD.search(problem)
-        if unknown:
-            path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        raise ProtocolError(path or "message", problem) from exc
+        raise validation_problem(exc) from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError("message", f"not valid JSON ({exc})") from exc
 

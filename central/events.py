@@ -215,20 +215,30 @@ class EventsClient:
     async def _end_subscription(self, patient_id: str) -> None:
         self.subscriptions.discard(patient_id)
         self.services.hub.unsubscribe(patient_id, self.queue)
+        await self._refuse(
+            patient_id,
+            "events.subscription_ended",
+            f"you are no longer assigned to patient {patient_id}",
+        )
+
+    async def _refuse(self, patient_id: str, action: str, message: str) -> None:
+        """Count, log and audit a consent refusal, then tell the client with a 403."""
+        services = self.services
+        services.counters.increment("consent.refused")
         logger.warning(
-            "ended events subscription to patient %s for user %s: assignment is over",
+            "%s refused for patient %s and user %s: no current assignment",
+            action,
             patient_id,
             self.principal.user_id,
         )
-        await self.services.audit.record(
-            self.services.pool,
+        await services.audit.record(
+            services.pool,
             Actor.user(self.principal.user_id),
-            "events.subscription_ended",
+            action,
             outcome="refused",
             patient_id=patient_id,
             detail={"reason": "no current assignment"},
         )
-        message = f"you are no longer assigned to patient {patient_id}"
         await self._reply(ErrorEvent(status=403, message=message, patient_id=patient_id))
 
     async def _recheck_token(self) -> bool:
@@ -260,24 +270,10 @@ class EventsClient:
         services = self.services
         actor = Actor.user(self.principal.user_id)
         if not await may_read(services.pool, self.principal, patient_id):
-            services.counters.increment("consent.refused")
-            logger.warning(
-                "rejected events subscription to patient %s by user %s: "
-                "no current assignment",
+            await self._refuse(
                 patient_id,
-                self.principal.user_id,
-            )
-            await services.audit.record(
-                services.pool,
-                actor,
                 "events.subscribe",
-                outcome="refused",
-                patient_id=patient_id,
-                detail={"reason": "no current assignment"},
-            )
-            message = f"you are not assigned to patient {patient_id}"
-            await self._reply(
-                ErrorEvent(status=403, message=message, patient_id=patient_id)
+                f"you are not assigned to patient {patient_id}",
             )
             return
         await services.audit.record(

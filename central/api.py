@@ -23,7 +23,7 @@ class ApiError(Exception):
         self.extra = extra
 
 
-# The identifier rule of the protocol; anything else cannot name a stored patient, and
+# The identifier rule of the protocol. Anything else cannot name a stored patient, and
 # text such as U+0000 would make PostgreSQL fail instead of finding nothing.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 

@@ -81,7 +81,7 @@ async def ingest_endpoint(websocket: WebSocket) -> None:
         await _reject_device(services, websocket, exc)
         return
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        # The database is down or restarting: not the device's fault, so say so and
+        # The database is down or restarting: not the device's fault, so report that and
         # let it retry, rather than fail with a 500 that reads like a bad credential.
         services.counters.increment("ingest.database_unavailable")
         _database_warnings.warning(

@@ -150,7 +150,7 @@ class Stack:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"central did not answer on {self.base_url} in time")
+        raise TimeoutError(f"central did not respond on {self.base_url} in time")
 
     def start_board(self) -> str:
         """Start the simulated sensor board; return its pseudo-terminal path."""

@@ -38,7 +38,7 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 
 # ECG frames that arrive before the board's first HELLO are held, not dropped, until
-# the sampling rate and scale are known; a board repeats HELLO every few seconds.
+# the sampling rate and scale are known. A board repeats HELLO every few seconds.
 EARLY_FRAMES_LIMIT = 600
 # Lost messages remembered for the gap report; beyond this they are only counted.
 UNBUFFERED_LIMIT = 20_000

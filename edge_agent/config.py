@@ -19,7 +19,7 @@ PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
 
 
 class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or holds an invalid value."""
+    """The configuration file is missing, unreadable or contains an invalid value."""
 
 
 class DeviceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -42,7 +42,7 @@ class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reconnect_min_delay_s: PositiveSeconds = 0.5
     reconnect_max_delay_s: PositiveSeconds = 30.0
     max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 512
-    # A connection that answers no ping within ping_interval_s + ping_timeout_s is
+    # A connection that replies to no ping within ping_interval_s + ping_timeout_s is
     # dead (a black-holed route, a vanished access point) and is replaced.
     ping_interval_s: PositiveSeconds = 10.0
     ping_timeout_s: PositiveSeconds = 10.0
@@ -54,13 +54,13 @@ class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class BufferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     path: str = "/var/lib/aura-edge/buffer.sqlite3"
     # Unsent messages beyond this are discarded, oldest waveforms first, and reported
-    # to central as gaps. 256 MB holds about two days of one ECG lead at 360 Hz.
+    # to central as gaps. 256 MB stores about two days of one ECG lead at 360 Hz.
     max_size_mb: Annotated[float, msgspec.Meta(ge=1.0, le=100_000.0)] = 256.0
 
 
 class DspSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mains_hz: Literal[50, 60] = 50
-    # The sampling rate the sensor is expected to report; when set, the filters are
+    # The sampling rate the sensor is expected to report. When set, the filters are
     # designed for it at load time, and a sensor reporting another rate raises a
     # technical alarm.
     sample_rate_hz: Annotated[float, msgspec.Meta(ge=125.0, le=1000.0)] | None = None

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 MIN_QUALITY_FOR_RATE = 0.2
 # A gap shorter than this is fed to the analyzer as missing samples. A longer one is
 # skipped, because the analyzer would read seconds of missing samples as seconds
-# without a beat, a false asystole; the agent reports the silence as a technical alarm.
+# without a beat, a false asystole. The agent reports the silence as a technical alarm.
 MAX_BRIDGED_GAP_S = 0.5
 
 

@@ -1,4 +1,4 @@
-"""Technical conditions the agent sees from outside the ECG: silence, link, rate.
+"""Technical conditions the agent detects outside the ECG: silence, link, rate.
 
 Pure bookkeeping on a monotonic clock passed in by the caller. The agent reports
 events (samples arrived, link up or down, buffer failed) and polls once a second; each
@@ -64,7 +64,7 @@ class TechnicalSupervisor:
         self._window_start = None
         self._window_samples = 0
         # Frames held back until the sensor's HELLO, or queued in the port while the
-        # agent was away, arrive in a burst; the first window would read them as a
+        # agent was away, arrive in a burst. The first window would read them as a
         # fast sample rate, so it is not judged.
         self._warming_up = True
 

@@ -124,7 +124,7 @@ class Uplink:
                 status = exc.response.status_code
                 if status in (401, 403):
                     logger.warning(
-                        "central refused device %s with HTTP %d; check its credential",
+                        "central rejected device %s with HTTP %d; check its credential",
                         self._device_id, status,
                     )
                 else:

@@ -169,8 +169,8 @@ class Board:
                 if self._stop_requested:
                     break
             self._send(chunk)
-        # Frames counted as sent may still sit in the pty; give the reader a moment
-        # to take them so "sent" means delivered to a reader that keeps up.
+        # Frames counted as sent may still be in the pty. Give the reader a moment to
+        # take them, so "sent" means delivered to a reader that keeps up.
         self._drain(DRAIN_ON_STOP_S, stop_early=False)
 
     def _pace(self, anchor: float, offset_s: float) -> float:

@@ -1,4 +1,4 @@
-"""``aura-demo``: the whole chain on a replayed recording, stopped with Ctrl-C.
+"""aura-demo: the whole chain on a replayed recording, stopped with Ctrl-C.
 
 Starts the embedded database and central, seeds a ward (one patient in bed 1, a nurse
 assigned to that patient and one who is not), starts the simulated sensor board on

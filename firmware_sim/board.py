@@ -25,6 +25,7 @@ DRAIN_TIMEOUT_S = 2.0
 # On a stop request, how long the board waits for the reader to empty the pty.
 DRAIN_ON_STOP_S = 0.5
 _DRAIN_POLL_S = 0.02
+_DRAIN_EMPTY_READINGS = 5
 _JOIN_TIMEOUT_S = 5.0
 
 
@@ -234,9 +235,13 @@ class Board:
     def _drain(self, timeout_s: float, stop_early: bool) -> None:
         port = self._open_port()
         deadline = time.monotonic() + timeout_s
-        while port.unread_bytes() > 0 and time.monotonic() < deadline:
+        # Just-written bytes pass through the kernel's tty buffer before the input
+        # queue counts them, so one empty reading can come too early: require a few.
+        empty_readings = 0
+        while empty_readings < _DRAIN_EMPTY_READINGS and time.monotonic() < deadline:
             if stop_early and self._stop_requested:
                 return
+            empty_readings = empty_readings + 1 if port.unread_bytes() == 0 else 0
             time.sleep(_DRAIN_POLL_S)
 
     def _open_port(self) -> PtyPort:

@@ -253,9 +253,9 @@ def assert_intact(audit: StreamAudit, allowed_gaps: int = 0) -> None:
         f"first stored sample {audit.start_offset} is later than the agent's start-up"
     )
     assert len(audit.gaps) <= allowed_gaps, f"unexpected gaps {audit.gaps}"
-    # NOTE: the board counts a frame as sent once it is in the pty, and it closes the
-    # pty on SIGTERM without waiting for the reader. An agent that lags at that
-    # moment loses the last frames on the line, not in its buffer.
+    # NOTE: the board counts a frame as sent once it is in the pty and, on SIGTERM,
+    # waits at most 0.5 s for the reader to take it. An agent that lags longer than
+    # that loses the last frames on the line, not in its buffer.
     assert audit.tail_missing == 0, (
         f"the last {audit.tail_missing} samples the board produced are not stored;"
         " if the agent was busy when the board stopped, they may have been left"

@@ -21,6 +21,8 @@ from protocol.messages import Ack, DataGap, EcgWaveform, decode_device_message, 
 
 RECORD = Path(__file__).parents[2] / "firmware_sim" / "recordings" / "100"
 FILESYSTEM_SIZE = "4m"
+# Failed writes to wait for: more than the few non-ECG messages a second brings.
+MIN_LOST_MESSAGES = 20
 
 
 @pytest.fixture
@@ -82,7 +84,11 @@ async def test_full_disk_loses_only_reported_gap(small_disk: Path) -> None:
         board.start()
         await asyncio.sleep(2.0)
         filler = await asyncio.to_thread(fill, small_disk)
-        await asyncio.sleep(2.0)
+        # SQLite first reuses space its write-ahead log already holds, so writes fail
+        # only once that is used up; keep the disk full until ECG chunks are lost.
+        async with asyncio.timeout(30):
+            while agent.unbuffered_total < MIN_LOST_MESSAGES:
+                await asyncio.sleep(0.1)
         lost_while_full = agent.unbuffered_total
         filler.unlink()
         await asyncio.sleep(3.0)

@@ -174,36 +174,30 @@ async def test_unassigned_nurse_cannot_move(
     assert discharge.status_code == 403
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "status", "words"),
-    [
-        ("/admissions", {"patient_id": "P-9", "bed_id": "bed-1", "display_name": "Z"},
-         409, "bed bed-1 is occupied"),
-        ("/admissions", {"patient_id": "P-9", "bed_id": "bed-9", "display_name": "Z"},
-         404, "bed bed-9 not found"),
-        ("/admissions", {"patient_id": "P-9", "bed_id": "bed-2"},
-         400, "display_name: required"),
-        ("/admissions", {"patient_id": "P 9", "bed_id": "bed-2", "display_name": "Z"},
-         400, "patient_id"),
-        ("/admissions", {"patient_id": "P-0001", "bed_id": "bed-2"},
-         409, "already admitted"),
-        ("/patients/P-0001/transfer", {"bed_id": "bed-1"}, 409, "already in bed"),
-        ("/patients/P-0001/transfer", {}, 400, "bed_id"),
-        ("/patients/P-0404/transfer", {"bed_id": "bed-2"}, 404, "not found"),
-        ("/patients/P-0404/discharge", None, 404, "not found"),
-    ],
-)
-async def test_movement_errors(
-    client: httpx.AsyncClient,
-    charge: str,
-    path: str,
-    body: dict | None,
-    status: int,
-    words: str,
-) -> None:
-    response = await client.post(path, json=body, headers=bearer(charge))
-    assert response.status_code == status, response.text
-    assert words in response.json()["error"]
+MOVEMENT_ERRORS = [
+    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-1", "display_name": "Z"},
+     409, "bed bed-1 is occupied"),
+    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-9", "display_name": "Z"},
+     404, "bed bed-9 not found"),
+    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-2"},
+     400, "display_name: required"),
+    ("/admissions", {"patient_id": "P 9", "bed_id": "bed-2", "display_name": "Z"},
+     400, "patient_id"),
+    ("/admissions", {"patient_id": "P-0001", "bed_id": "bed-2"},
+     409, "already admitted"),
+    ("/patients/P-0001/transfer", {"bed_id": "bed-1"}, 409, "already in bed"),
+    ("/patients/P-0001/transfer", {}, 400, "bed_id"),
+    ("/patients/P-0404/transfer", {"bed_id": "bed-2"}, 404, "not found"),
+    ("/patients/P-0404/discharge", None, 404, "not found"),
+]
+
+
+async def test_movement_errors(client: httpx.AsyncClient, charge: str) -> None:
+    # One database for all cases keeps this fast; each case names itself on failure.
+    for path, body, status, words in MOVEMENT_ERRORS:
+        response = await client.post(path, json=body, headers=bearer(charge))
+        assert response.status_code == status, (path, body, response.text)
+        assert words in response.json()["error"], (path, body, response.text)
 
 
 async def test_discharge_twice_409(

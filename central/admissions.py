@@ -1,11 +1,11 @@
-"""Patient movement: admit to a bed, transfer, discharge; and which stay owns data.
+"""Patient movement (admit, transfer, discharge) and which bed stay owns device data.
 
 ``patients.bed_id`` says where a patient is now, and a trigger of migration 0006
 keeps one ``bed_stays`` row per period in a bed. Bed and ward assignments cover
 whoever is in the bed now, so a transfer moves the nurse's access with the patient.
 
-Who may move a patient: an administrator or charge nurse always; a nurse or
-physician only a patient they may read (see ``central.consent``). A nurse or
+An administrator or charge nurse may move any patient. A nurse or physician may
+move only a patient they may read (see ``central.consent``). A nurse or
 physician may admit a new patient into a bed their assignment covers. Readmitting a
 known patient needs the same rights as a transfer, so a bed assignment cannot be
 used to open an old record.
@@ -91,7 +91,9 @@ async def attribute_messages(
     if bed_id is None or not messages:
         return {message.seq: None for message in messages}
     received_at = datetime.now(UTC)
-    times = {message.seq: attribution_time(message, received_at) for message in messages}
+    times = {
+        message.seq: attribution_time(message, received_at) for message in messages
+    }
     stays = await connection.fetch(
         """
         SELECT patient_id, started_at, ended_at FROM bed_stays
@@ -310,7 +312,7 @@ async def transfer(request: Request) -> JSONResponse:
 
 
 async def discharge(request: Request) -> JSONResponse:
-    """Discharge an admitted patient, freeing their bed; their record is kept."""
+    """Discharge an admitted patient and free their bed, keeping their record."""
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

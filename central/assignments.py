@@ -3,7 +3,7 @@
 An assignment covers one patient (typically a physician's), one bed or one ward
 (typically a nurse's shift), from ``starts_at`` until ``ends_at``. Bed and ward
 assignments cover whoever is in the bed now. Administrators and charge nurses create
-and end them; every change is audited.
+and end them, and every change is audited.
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ MANAGER_ROLES = frozenset({ROLE_ADMIN, ROLE_CHARGE_NURSE})
 ASSIGNABLE_ROLES = frozenset({ROLE_NURSE, ROLE_CHARGE_NURSE, ROLE_PHYSICIAN})
 DEFAULT_DURATION = timedelta(hours=12)
 # NOTE: a guessed bound. It keeps a typo from granting years of access, yet lets a
-# physician follow a patient through a long stay; renew longer assignments.
+# physician follow a patient through a long stay. Longer ones need renewing.
 MAX_DURATION = timedelta(days=30)
 IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
 MAX_LISTED = 1000
 EXAMPLE = (
-    '{"username": "nurse.ana", "bed_id": "bed-1", '
-    '"ends_at": "2030-01-01T19:00:00Z"}'
+    '{"username": "nurse.ana", "bed_id": "bed-1", "ends_at": "2030-01-01T19:00:00Z"}'
 )
 
 Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER)]
@@ -102,7 +101,8 @@ async def create_assignment(request: Request) -> JSONResponse:
     ]
     if len(scopes) != 1:
         raise ApiError(
-            400, "give exactly one of patient_id, bed_id or ward_id; example: " + EXAMPLE
+            400,
+            "give exactly one of patient_id, bed_id or ward_id; example: " + EXAMPLE,
         )
     if (body.username is None) == (body.user_id is None):
         raise ApiError(400, "give exactly one of username or user_id")
@@ -194,7 +194,9 @@ async def end_assignment(request: Request) -> JSONResponse:
             principal.user_id,
         )
         if row is None:
-            raise ApiError(404, f"no current or future assignment with id {assignment_id}")
+            raise ApiError(
+                404, f"no current or future assignment with id {assignment_id}"
+            )
         await services.audit.record(
             connection,
             Actor.user(principal.user_id),
@@ -212,7 +214,9 @@ async def list_assignments(request: Request) -> JSONResponse:
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.list")
     user_id = request.query_params.get("user_id")
-    user_filter = None if user_id is None else parse_int("user_id", user_id, 0, 1, 2**62)
+    user_filter = (
+        None if user_id is None else parse_int("user_id", user_id, 0, 1, 2**62)
+    )
     rows = await services.pool.fetch(
         f"""
         SELECT a.id, a.user_id, u.username, a.patient_id, a.bed_id, a.ward_id,
@@ -241,7 +245,7 @@ async def ensure_bed_assignment(
     bed_id: str,
     duration: timedelta = DEFAULT_DURATION,
 ) -> int:
-    """Give the user a bed assignment lasting ``duration`` from now; return its id.
+    """Give the user a bed assignment lasting ``duration`` from now and return its id.
 
     A current assignment of the user to the bed is extended, so running this
     again (as seeding does) keeps one row.

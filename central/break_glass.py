@@ -20,8 +20,13 @@ from starlette.routing import Route
 
 from central.api import ApiError, parse_int, patient_id_of
 from central.audit import Actor
-from central.auth import ROLE_ADMIN, ROLE_CHARGE_NURSE, ROLE_NURSE, ROLE_PHYSICIAN
-from central.auth import require_user
+from central.auth import (
+    ROLE_ADMIN,
+    ROLE_CHARGE_NURSE,
+    ROLE_NURSE,
+    ROLE_PHYSICIAN,
+    require_user,
+)
 from central.consent import Executor, require_role
 from central.json_body import decode_body
 from central.services import services_of
@@ -111,7 +116,9 @@ async def list_grants(request: Request) -> JSONResponse:
     await require_role(services, principal, {ROLE_ADMIN}, "break_the_glass.list")
     unreviewed_only = request.query_params.get("unreviewed", "false")
     if unreviewed_only not in ("true", "false"):
-        raise ApiError(400, f"unreviewed: expected true or false, got {unreviewed_only!r}")
+        raise ApiError(
+            400, f"unreviewed: expected true or false, got {unreviewed_only!r}"
+        )
     limit = parse_int(
         "limit", request.query_params.get("limit"), 100, 1, MAX_LISTED_GRANTS
     )
@@ -195,7 +202,5 @@ async def current_grants(executor: Executor, user_id: int) -> list[asyncpg.Recor
 routes = [
     Route("/patients/{patient_id}/break-the-glass", open_grant, methods=["POST"]),
     Route("/audit/break-the-glass", list_grants, methods=["GET"]),
-    Route(
-        "/audit/break-the-glass/{grant_id}/review", review_grant, methods=["POST"]
-    ),
+    Route("/audit/break-the-glass/{grant_id}/review", review_grant, methods=["POST"]),
 ]

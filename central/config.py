@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 MIN_JWT_SECRET_BYTES = 32
 ENCRYPTION_KEY_HEX_CHARS = 64
 MAX_TOKEN_TTL_S = 24 * 3600
-# Break-the-glass access lasts one hour unless configured; a day at most, so an
+# Break-the-glass access lasts one hour unless configured, and a day at most, so an
 # emergency grant cannot quietly become a standing one.
 DEFAULT_BREAK_GLASS_S = 3600
 MAX_BREAK_GLASS_S = 24 * 3600

@@ -43,8 +43,8 @@ CURRENT_ASSIGNMENT = """
     a.starts_at <= now() AND (a.ends_at IS NULL OR now() < a.ends_at)
 """
 
-# One row per patient with everything the decision needs for user $1; $2 limits it
-# to one patient, or NULL for all of them.
+# One row per patient with everything the decision needs for user $1. $2 limits it
+# to one patient, or is NULL for all of them.
 _ACCESS_QUERY = f"""
     SELECT p.id, p.display_name, p.bed_id, b.label AS bed_label, w.name AS ward,
         EXISTS (
@@ -155,7 +155,7 @@ async def may_read(executor: Executor, principal: Principal, patient_id: str) ->
 async def authorize_read(
     services: Services, principal: Principal, patient_id: str, action: str
 ) -> AccessDecision:
-    """Return the decision if the read is allowed; else audit it and raise AccessDenied.
+    """Return the decision if the read is allowed, else audit it and raise AccessDenied.
 
     A read under break-the-glass gets an extra ``break_the_glass.read`` audit row
     naming the grant, so reviewers find every such read in one place.
@@ -244,7 +244,7 @@ async def readable_patients(executor: Executor, principal: Principal) -> list[di
 async def current_assignments(executor: Executor, user_id: int) -> list[asyncpg.Record]:
     """Return the user's current assignments, each with the patients it covers now.
 
-    ``scope`` is patient, bed or ward; ``patient_ids`` lists the patients the
+    ``scope`` is patient, bed or ward. ``patient_ids`` lists the patients the
     assignment covers at this moment (the one patient, whoever is in the bed, or
     everyone in the ward's beds).
     """

@@ -14,7 +14,7 @@ Body = TypeVar("Body")
 
 
 async def decode_body(request: Request, body_type: type[Body], example: str) -> Body:
-    """Decode the body as ``body_type``; raise a 400 ApiError naming what is wrong.
+    """Decode the body as ``body_type``, or raise a 400 ApiError naming what is wrong.
 
     ``example`` is a valid body, shown in the error so the caller can fix theirs.
     """
@@ -24,6 +24,8 @@ async def decode_body(request: Request, body_type: type[Body], example: str) -> 
     try:
         return msgspec.json.decode(body, type=body_type)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid request body: {exc}; example: {example}") from None
+        raise ApiError(
+            400, f"invalid request body: {exc}; example: {example}"
+        ) from None
     except msgspec.DecodeError:
         raise ApiError(400, f"request body must be JSON such as {example}") from None

@@ -2,7 +2,7 @@
 
 ``allow`` lists the only users who may read the record (they still need an
 assignment); ``deny`` lists users who may never read it. Either one overrides ward,
-bed and patient assignments and the administrator role; only break-the-glass
+bed and patient assignments and the administrator role. Only break-the-glass
 overrides them (see ``central.consent``).
 """
 

@@ -1,7 +1,7 @@
 """Demo data: one ward, one bed, one patient, two nurses and one bound device.
 
 Nurse Ana is assigned to the bed for a 12-hour shift starting now, so she sees
-whoever is admitted there; nurse Ben has no assignment.
+whoever is admitted there. Nurse Ben has no assignment.
 
 Running it again updates the same rows (passwords and the device secret are reset
 to the given values), so it is safe to run before every demo.
@@ -13,8 +13,8 @@ import logging
 
 import asyncpg
 
-from central.auth import ROLE_NURSE
 from central.assignments import ensure_bed_assignment
+from central.auth import ROLE_NURSE
 from central.devices import register_device
 from central.users import upsert_user
 

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 Executor = asyncpg.Pool | asyncpg.Connection
 USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{1,64}$")
-# A physician is the doctor role; a biomedical engineer manages devices and reads no
+# A physician is the doctor role. A biomedical engineer manages devices and reads no
 # patient data by that role alone.
 KNOWN_ROLES = frozenset(
     {

@@ -1,4 +1,4 @@
-"""Admit, transfer, discharge: access and device data follow the patient, not the bed."""
+"""Admit, transfer, discharge: access and device data follow the patient."""
 
 from __future__ import annotations
 
@@ -175,16 +175,36 @@ async def test_unassigned_nurse_cannot_move(
 
 
 MOVEMENT_ERRORS = [
-    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-1", "display_name": "Z"},
-     409, "bed bed-1 is occupied"),
-    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-9", "display_name": "Z"},
-     404, "bed bed-9 not found"),
-    ("/admissions", {"patient_id": "P-9", "bed_id": "bed-2"},
-     400, "display_name: required"),
-    ("/admissions", {"patient_id": "P 9", "bed_id": "bed-2", "display_name": "Z"},
-     400, "patient_id"),
-    ("/admissions", {"patient_id": "P-0001", "bed_id": "bed-2"},
-     409, "already admitted"),
+    (
+        "/admissions",
+        {"patient_id": "P-9", "bed_id": "bed-1", "display_name": "Z"},
+        409,
+        "bed bed-1 is occupied",
+    ),
+    (
+        "/admissions",
+        {"patient_id": "P-9", "bed_id": "bed-9", "display_name": "Z"},
+        404,
+        "bed bed-9 not found",
+    ),
+    (
+        "/admissions",
+        {"patient_id": "P-9", "bed_id": "bed-2"},
+        400,
+        "display_name: required",
+    ),
+    (
+        "/admissions",
+        {"patient_id": "P 9", "bed_id": "bed-2", "display_name": "Z"},
+        400,
+        "patient_id",
+    ),
+    (
+        "/admissions",
+        {"patient_id": "P-0001", "bed_id": "bed-2"},
+        409,
+        "already admitted",
+    ),
     ("/patients/P-0001/transfer", {"bed_id": "bed-1"}, 409, "already in bed"),
     ("/patients/P-0001/transfer", {}, 400, "bed_id"),
     ("/patients/P-0404/transfer", {"bed_id": "bed-2"}, 404, "not found"),
@@ -193,7 +213,7 @@ MOVEMENT_ERRORS = [
 
 
 async def test_movement_errors(client: httpx.AsyncClient, charge: str) -> None:
-    # One database for all cases keeps this fast; each case names itself on failure.
+    # One database for all cases keeps this fast, and each case names itself on failure.
     for path, body, status, words in MOVEMENT_ERRORS:
         response = await client.post(path, json=body, headers=bearer(charge))
         assert response.status_code == status, (path, body, response.text)

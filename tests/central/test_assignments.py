@@ -68,7 +68,10 @@ async def test_future_assignment_not_yet_valid(
 ) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     created = await _assign(
-        client, charge, username="nurse.ben", bed_id="bed-1",
+        client,
+        charge,
+        username="nurse.ben",
+        bed_id="bed-1",
         starts_at=later.isoformat(),
     )
     assert created.status_code == 201, created.text
@@ -116,7 +119,10 @@ async def test_end_future_assignment_never_valid(
 ) -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
     created = await _assign(
-        client, charge, username="nurse.ben", bed_id="bed-1",
+        client,
+        charge,
+        username="nurse.ben",
+        bed_id="bed-1",
         starts_at=later.isoformat(),
     )
     assignment_id = created.json()["id"]
@@ -155,24 +161,39 @@ async def test_nurse_cannot_assign(client: httpx.AsyncClient, demo: Demo) -> Non
 
 CREATE_ERRORS = [
     ({"username": "nurse.ben"}, 400, "exactly one of patient_id, bed_id"),
-    ({"username": "nurse.ben", "bed_id": "bed-1", "ward_id": "ward-a"}, 400,
-     "exactly one of patient_id"),
+    (
+        {"username": "nurse.ben", "bed_id": "bed-1", "ward_id": "ward-a"},
+        400,
+        "exactly one of patient_id",
+    ),
     ({"bed_id": "bed-1"}, 400, "exactly one of username or user_id"),
     ({"username": "nobody", "bed_id": "bed-1"}, 404, "no active user nobody"),
     ({"username": "nurse.ben", "bed_id": "bed-9"}, 404, "bed bed-9 not found"),
-    ({"username": "nurse.ben", "bed_id": "bed-1",
-      "ends_at": "2000-01-01T00:00:00Z"}, 400, "must be after starts_at"),
-    ({"username": "nurse.ben", "bed_id": "bed-1",
-      "ends_at": "2999-01-01T00:00:00Z"}, 400, "at most 30 days"),
-    ({"username": "nurse.ben", "bed_id": "bed-1",
-      "starts_at": "2030-01-01T00:00:00"}, 400, "no UTC offset"),
-    ({"username": "nurse.ben", "bed_id": "bed-1", "shift": "night"}, 400,
-     "shift"),
+    (
+        {"username": "nurse.ben", "bed_id": "bed-1", "ends_at": "2000-01-01T00:00:00Z"},
+        400,
+        "must be after starts_at",
+    ),
+    (
+        {"username": "nurse.ben", "bed_id": "bed-1", "ends_at": "2999-01-01T00:00:00Z"},
+        400,
+        "at most 30 days",
+    ),
+    (
+        {
+            "username": "nurse.ben",
+            "bed_id": "bed-1",
+            "starts_at": "2030-01-01T00:00:00",
+        },
+        400,
+        "no UTC offset",
+    ),
+    ({"username": "nurse.ben", "bed_id": "bed-1", "shift": "night"}, 400, "shift"),
 ]
 
 
 async def test_create_errors(client: httpx.AsyncClient, charge: str) -> None:
-    # One database for all cases keeps this fast; each case names itself on failure.
+    # One database for all cases keeps this fast, and each case names itself on failure.
     for body, status, words in CREATE_ERRORS:
         response = await _assign(client, charge, **body)
         assert response.status_code == status, (body, response.text)

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from central_testkit import JWT_SECRET, Demo, LiveServer, bearer, connect_events
-from central_testkit import receive_json
+from central_testkit import (
+    JWT_SECRET,
+    Demo,
+    LiveServer,
+    bearer,
+    connect_events,
+    receive_json,
+)
 
 from central.app import create_app
 from central.auth import issue_token
@@ -38,7 +44,9 @@ async def _restrict(
     )
 
 
-async def _open(client: httpx.AsyncClient, token: str, reason: object) -> httpx.Response:
+async def _open(
+    client: httpx.AsyncClient, token: str, reason: object
+) -> httpx.Response:
     return await client.post(
         "/patients/P-0001/break-the-glass",
         json={"reason": reason},

@@ -2,7 +2,7 @@
 
 The routes are enumerated from the application, so a route added later is walked
 too. A route that reads no patient's data must be named in ``NOT_PATIENT_READS``
-with the reason; every other route must answer an unassigned nurse with 403 or 404.
+with the reason. Every other route must answer an unassigned nurse with 403 or 404.
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ class Call:
 
 def _fill(route_path: str, names: Iterator[str], patient_id: str) -> str:
     values = {
-        name: patient_id if "patient" in name or name == "id" else "1"
-        for name in names
+        name: patient_id if "patient" in name or name == "id" else "1" for name in names
     }
     return route_path.format(**values)
 
@@ -169,8 +168,8 @@ async def test_every_websocket_refuses_unassigned_user(
             assert reply["status"] == 403
             assert reply["patient_id"] == demo.patient_id
         elif path == "/ingest":
-            # Devices authenticate with their own credentials; a user token is
-            # no credential there.
+            # Devices authenticate with their own credentials, so a user token is
+            # rejected there.
             with pytest.raises(InvalidStatus) as caught:
                 async with connect(
                     live_server.ws_url(path),

@@ -3,7 +3,7 @@
 
 ALTER TABLE patients ADD COLUMN discharged_at timestamptz;
 
--- One row per period a patient spent in a bed; ended_at is NULL while it lasts.
+-- One row per period a patient spent in a bed. ended_at is NULL while it lasts.
 -- Ingest attributes a device message to the stay of the device's bed that covers
 -- the message's time, so data follows the patient and not the bed.
 CREATE TABLE bed_stays (
@@ -59,7 +59,7 @@ ALTER TABLE assignments ADD CONSTRAINT assignments_one_scope
 CREATE INDEX assignments_user_time ON assignments (user_id, starts_at);
 
 -- A patient's limits on who may see their record. Any 'allow' row turns the
--- patient's record into an allow list; a 'deny' row always excludes that user.
+-- patient's record into an allow list, and a 'deny' row always excludes that user.
 -- Both narrow what assignments grant, and only break-the-glass overrides them.
 CREATE TABLE patient_access_rules (
     patient_id text NOT NULL REFERENCES patients (id),

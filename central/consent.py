@@ -43,9 +43,9 @@ CURRENT_ASSIGNMENT = """
     a.starts_at <= now() AND (a.ends_at IS NULL OR now() < a.ends_at)
 """
 
-# One row per patient with everything the decision needs for user $1. $2 limits it
-# to one patient, or is NULL for all of them.
-_ACCESS_QUERY = f"""
+# One row per patient with everything the decision needs for user $1. The WHERE
+# clause is appended: one patient ($2) or all of them.
+_ACCESS_SELECT = f"""
     SELECT p.id, p.display_name, p.bed_id, b.label AS bed_label, w.name AS ward,
         EXISTS (
             SELECT 1 FROM patient_access_rules r
@@ -72,9 +72,9 @@ _ACCESS_QUERY = f"""
     FROM patients p
     LEFT JOIN beds b ON b.id = p.bed_id
     LEFT JOIN wards w ON w.id = b.ward_id
-    WHERE $2::text IS NULL OR p.id = $2
-    ORDER BY p.id
 """
+_ACCESS_ONE = _ACCESS_SELECT + "WHERE p.id = $2"
+_ACCESS_ALL = _ACCESS_SELECT + "ORDER BY p.id"
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ async def check_access(
     executor: Executor, principal: Principal, patient_id: str
 ) -> AccessDecision:
     """Decide whether ``principal`` may read ``patient_id`` right now."""
-    row = await executor.fetchrow(_ACCESS_QUERY, principal.user_id, patient_id)
+    row = await executor.fetchrow(_ACCESS_ONE, principal.user_id, patient_id)
     return _decide(row, principal)
 
 
@@ -223,7 +223,7 @@ async def readable_patients(executor: Executor, principal: Principal) -> list[di
     Each item has ``id``, ``display_name``, ``bed_id``, ``bed_label``, ``ward`` and
     ``access`` (admin, assignment or break_the_glass), ordered by id.
     """
-    rows = await executor.fetch(_ACCESS_QUERY, principal.user_id, None)
+    rows = await executor.fetch(_ACCESS_ALL, principal.user_id)
     readable = []
     for row in rows:
         decision = _decide(row, principal)

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from central.audit import Actor
 from central.auth import AuthError, Principal, authenticate_token, bearer_token
-from central.consent import may_read
+from central.consent import check_access, may_read
 from central.hub import ClientQueue
 from central.services import Services, services_of
 from protocol.errors import ProtocolError
@@ -269,15 +269,21 @@ class EventsClient:
             return
         services = self.services
         actor = Actor.user(self.principal.user_id)
-        if not await may_read(services.pool, self.principal, patient_id):
+        decision = await check_access(services.pool, self.principal, patient_id)
+        if not decision.allowed:
             await self._refuse(
                 patient_id,
                 "events.subscribe",
                 f"you are not assigned to patient {patient_id}",
             )
             return
+        # The basis shows reviewers which live views were opened by break-the-glass.
         await services.audit.record(
-            services.pool, actor, "events.subscribe", patient_id=patient_id
+            services.pool,
+            actor,
+            "events.subscribe",
+            patient_id=patient_id,
+            detail={"access": decision.basis},
         )
         await self._reply(Subscribed(patient_id=patient_id))
         # Consent is checked again every CONSENT_RECHECK_S while the subscription

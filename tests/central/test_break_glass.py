@@ -246,3 +246,16 @@ async def test_audit_off_warns_at_start(
             async with application.router.lifespan_context(application):
                 pass
         assert "audit log is OFF" in caplog.text
+
+
+async def test_break_glass_subscription_flagged(
+    live_server: LiveServer, client: httpx.AsyncClient, demo: Demo, services: Services
+) -> None:
+    await _open(client, demo.ben_token, "covering the ward at night")
+    async with connect_events(live_server, demo.ben_token) as ben:
+        await ben.send(SUBSCRIBE)
+        assert (await receive_json(ben))["type"] == "subscribed"
+    detail = await services.pool.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'events.subscribe'"
+    )
+    assert detail == {"access": "break_the_glass"}

@@ -87,6 +87,10 @@ async def attribute_messages(
 
     A message from a bed with no stay at its time (the bed was empty, or the device
     is in no bed) maps to None and is stored without a patient.
+
+    NOTE: a transfer's stays change when its transaction commits but carry its start
+    time, so a batch stored during those milliseconds may give a message stamped
+    inside them to the previous stay.
     """
     if bed_id is None or not messages:
         return {message.seq: None for message in messages}

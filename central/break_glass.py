@@ -159,7 +159,9 @@ async def review_grant(request: Request) -> JSONResponse:
     services = services_of(request)
     await require_role(services, principal, {ROLE_ADMIN}, "break_the_glass.review")
     grant_id = parse_int("grant_id", request.path_params["grant_id"], 0, 1, 2**62)
-    body = await decode_body(request, ReviewRequest, '{"note": "justified"}')
+    body = ReviewRequest()
+    if await request.body():
+        body = await decode_body(request, ReviewRequest, '{"note": "justified"}')
     async with services.pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow(
             """

@@ -216,6 +216,10 @@ async def test_admin_lists_and_reviews_grants(
     assert remaining.json()["grants"] == []
     nurse = await client.get("/audit/break-the-glass", headers=bearer(demo.ana_token))
     assert nurse.status_code == 403
+    twice = await client.post(
+        f"/audit/break-the-glass/{grant_id}/review", headers=bearer(admin)
+    )
+    assert twice.status_code == 404
 
 
 def test_break_glass_duration_setting() -> None:

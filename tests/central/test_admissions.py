@@ -91,7 +91,11 @@ async def test_buffered_data_stays_with_old_patient(
     await _admit(client, charge, "P-0002", "bed-1")
     # Stored after the transfer, but measured while P-0001 was in bed 1.
     await _store(services, measured_before_transfer, numerics(2, 65.0))
-    assert await _owners(services) == {1: "P-0001", 2: "P-0002"}
+    # A device clock stuck in 1970 cannot place a message, so it goes by arrival.
+    await _store(
+        services, numerics(3, 67.0, measured_at=datetime(1970, 1, 2, tzinfo=UTC))
+    )
+    assert await _owners(services) == {1: "P-0001", 2: "P-0002", 3: "P-0002"}
     assert await _vital_values(client, demo.ana_token, "P-0002") == [65.0]
 
 

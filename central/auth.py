@@ -31,6 +31,9 @@ TOKEN_AUDIENCE = "aura-dashboard"
 CLOCK_LEEWAY_S = 30
 ROLE_ADMIN = "admin"
 ROLE_NURSE = "nurse"
+ROLE_CHARGE_NURSE = "charge_nurse"
+ROLE_PHYSICIAN = "physician"
+ROLE_BIOMEDICAL_ENGINEER = "biomedical_engineer"
 
 _hasher = argon2.PasswordHasher()
 

@@ -7,6 +7,7 @@ import logging
 from typing import Annotated
 
 import msgspec
+from asyncpg import Record
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -20,6 +21,7 @@ from central.auth import (
     require_user,
     verify_secret_async,
 )
+from central.break_glass import current_grants
 from central.consent import current_assignments
 from central.services import Services, services_of
 
@@ -92,29 +94,44 @@ async def _refuse_login(services: Services, username: str, unknown: bool) -> Non
 
 
 async def me(request: Request) -> JSONResponse:
-    """Return the caller's profile and current assignments."""
+    """Return the caller's profile, current assignments and break-the-glass grants."""
     principal = await require_user(request)
     services = services_of(request)
     assignments = await current_assignments(services.pool, principal.user_id)
+    grants = await current_grants(services.pool, principal.user_id)
     return JSONResponse(
         {
             "id": principal.user_id,
             "username": principal.username,
             "display_name": principal.display_name,
             "roles": list(principal.roles),
-            "assignments": [
+            "assignments": [_assignment(row) for row in assignments],
+            "break_the_glass": [
                 {
+                    "id": row["id"],
                     "patient_id": row["patient_id"],
-                    "bed_id": row["bed_id"],
+                    "reason": row["reason"],
                     "starts_at": row["starts_at"].isoformat(),
-                    "ends_at": None
-                    if row["ends_at"] is None
-                    else row["ends_at"].isoformat(),
+                    "expires_at": row["expires_at"].isoformat(),
                 }
-                for row in assignments
+                for row in grants
             ],
         }
     )
+
+
+def _assignment(row: Record) -> dict[str, object]:
+    # bed_id is the assigned bed, or for a patient assignment the patient's bed now.
+    return {
+        "id": row["id"],
+        "scope": row["scope"],
+        "patient_id": row["patient_id"],
+        "bed_id": row["bed_id"] or row["patient_bed_id"],
+        "ward_id": row["ward_id"],
+        "patient_ids": list(row["patient_ids"]),
+        "starts_at": row["starts_at"].isoformat(),
+        "ends_at": None if row["ends_at"] is None else row["ends_at"].isoformat(),
+    }
 
 
 routes = [

@@ -70,7 +70,8 @@ def _add_user_commands(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         dest="roles",
-        help="role to grant (nurse, physician, admin); repeat for several",
+        help="role to grant (nurse, charge_nurse, physician, biomedical_engineer, "
+        "admin); repeat for several",
     )
     source = add.add_mutually_exclusive_group(required=True)
     source.add_argument("--password", help="password (visible in the process list)")

@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 MIN_JWT_SECRET_BYTES = 32
 ENCRYPTION_KEY_HEX_CHARS = 64
 MAX_TOKEN_TTL_S = 24 * 3600
+# Break-the-glass access lasts one hour unless configured, and a day at most, so an
+# emergency grant cannot quietly become a standing one.
+DEFAULT_BREAK_GLASS_S = 3600
+MAX_BREAK_GLASS_S = 24 * 3600
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -35,6 +39,7 @@ KNOWN_AURA_VARIABLES = frozenset(
         "AURA_TOKEN_TTL_S",
         "AURA_LOG_LEVEL",
         "AURA_ALLOW_AUDIT_OFF",
+        "AURA_BREAK_GLASS_S",
         "AURA_TEST_DATABASE_URL",
     }
 )
@@ -65,6 +70,7 @@ class Settings:
     port: int = 8000
     token_ttl_s: int = 900
     log_level: str = "INFO"
+    break_glass_s: int = DEFAULT_BREAK_GLASS_S
 
     @property
     def pgdata(self) -> Path:
@@ -88,6 +94,7 @@ class Settings:
             "port": self.port,
             "token_ttl_s": self.token_ttl_s,
             "log_level": self.log_level,
+            "break_glass_s": self.break_glass_s,
         }
         body = ", ".join(f"{name}={value!r}" for name, value in fields.items())
         return f"Settings({body})"
@@ -111,6 +118,13 @@ class Settings:
             port=_integer("AURA_PORT", environ, 8000, 0, 65535),
             token_ttl_s=_integer("AURA_TOKEN_TTL_S", environ, 900, 1, MAX_TOKEN_TTL_S),
             log_level=_log_level(environ.get("AURA_LOG_LEVEL")),
+            break_glass_s=_integer(
+                "AURA_BREAK_GLASS_S",
+                environ,
+                DEFAULT_BREAK_GLASS_S,
+                60,
+                MAX_BREAK_GLASS_S,
+            ),
         )
 
 

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from central.audit import Actor
 from central.auth import AuthError, Principal, authenticate_token, bearer_token
-from central.consent import may_read
+from central.consent import REASON_NO_ASSIGNMENT, AccessDenied, check_access, may_read
 from central.hub import ClientQueue
 from central.services import Services, services_of
 from protocol.errors import ProtocolError
@@ -221,15 +221,22 @@ class EventsClient:
             f"you are no longer assigned to patient {patient_id}",
         )
 
-    async def _refuse(self, patient_id: str, action: str, message: str) -> None:
+    async def _refuse(
+        self,
+        patient_id: str,
+        action: str,
+        message: str,
+        reason: str = REASON_NO_ASSIGNMENT,
+    ) -> None:
         """Count, log and audit a consent refusal, then tell the client with a 403."""
         services = self.services
         services.counters.increment("consent.refused")
         logger.warning(
-            "%s refused for patient %s and user %s: no current assignment",
+            "%s refused for patient %s and user %s: %s",
             action,
             patient_id,
             self.principal.user_id,
+            reason,
         )
         await services.audit.record(
             services.pool,
@@ -237,7 +244,7 @@ class EventsClient:
             action,
             outcome="refused",
             patient_id=patient_id,
-            detail={"reason": "no current assignment"},
+            detail={"reason": reason},
         )
         await self._reply(ErrorEvent(status=403, message=message, patient_id=patient_id))
 
@@ -269,15 +276,19 @@ class EventsClient:
             return
         services = self.services
         actor = Actor.user(self.principal.user_id)
-        if not await may_read(services.pool, self.principal, patient_id):
-            await self._refuse(
-                patient_id,
-                "events.subscribe",
-                f"you are not assigned to patient {patient_id}",
-            )
+        decision = await check_access(services.pool, self.principal, patient_id)
+        if not decision.allowed:
+            reason = decision.refusal or REASON_NO_ASSIGNMENT
+            denied = AccessDenied(patient_id, reason)
+            await self._refuse(patient_id, "events.subscribe", denied.message, reason)
             return
+        # The basis shows reviewers which live views were opened by break-the-glass.
         await services.audit.record(
-            services.pool, actor, "events.subscribe", patient_id=patient_id
+            services.pool,
+            actor,
+            "events.subscribe",
+            patient_id=patient_id,
+            detail={"access": decision.basis},
         )
         await self._reply(Subscribed(patient_id=patient_id))
         # Consent is checked again every CONSENT_RECHECK_S while the subscription

@@ -79,18 +79,24 @@ def event_for(
 
 
 def publish_stored(hub: EventHub, device_id: str, batch: StoredBatch) -> None:
-    """Publish an event for each message the batch stored for the first time."""
-    patient_id = batch.location.patient_id
-    if patient_id is None:
-        if batch.new:
-            logger.debug(
-                "device %s has no patient in its bed; nothing published", device_id
-            )
-        return
+    """Publish an event for each message the batch stored for the first time.
+
+    Each event goes to the patient the message was stored for, which after a
+    transfer may differ from the patient now in the device's bed.
+    """
     for message in batch.new:
+        patient_id = batch.patient_of(message.seq)
+        if patient_id is None:
+            logger.debug(
+                "device %s seq %d has no patient; nothing published",
+                device_id,
+                message.seq,
+            )
+            continue
         if message.seq in batch.superseded:
             continue
-        found = event_for(message, batch.location)
+        location = DeviceLocation(batch.location.bed_id, patient_id)
+        found = event_for(message, location)
         if found is None:
             continue
         event, droppable = found

@@ -1,5 +1,8 @@
 """Demo data: one ward, one bed, one patient, two nurses and one bound device.
 
+Nurse Ana is assigned to the bed for a 12-hour shift starting now, so she sees
+whoever is admitted there. Nurse Ben has no assignment.
+
 Running it again updates the same rows (passwords and the device secret are reset
 to the given values), so it is safe to run before every demo.
 """
@@ -10,9 +13,10 @@ import logging
 
 import asyncpg
 
+from central.assignments import ensure_bed_assignment
 from central.auth import ROLE_NURSE
 from central.devices import register_device
-from central.users import ensure_assignment, upsert_user
+from central.users import upsert_user
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +53,21 @@ async def seed_demo(
             WARD_ID,
             BED_LABEL,
         )
+        # Another patient admitted to the demo bed since the last run is discharged,
+        # so the demo patient can have the bed back.
+        await connection.execute(
+            """
+            UPDATE patients SET bed_id = NULL, discharged_at = now()
+            WHERE bed_id = $1 AND id <> $2
+            """,
+            BED_ID,
+            PATIENT_ID,
+        )
         await connection.execute(
             """
             INSERT INTO patients (id, display_name, bed_id) VALUES ($1, $2, $3)
-            ON CONFLICT (id) DO UPDATE SET bed_id = EXCLUDED.bed_id
+            ON CONFLICT (id) DO UPDATE
+            SET bed_id = EXCLUDED.bed_id, discharged_at = NULL
             """,
             PATIENT_ID,
             PATIENT_NAME,
@@ -64,7 +79,7 @@ async def seed_demo(
         ben = await upsert_user(
             connection, UNASSIGNED_NURSE, "Ben", password, [ROLE_NURSE]
         )
-        await ensure_assignment(connection, ana, PATIENT_ID)
+        await ensure_bed_assignment(connection, ana, BED_ID)
         await register_device(connection, device_id, BED_ID, device_secret)
     logger.info(
         "demo data ready: patient %s in %s, device %s", PATIENT_ID, BED_ID, device_id
@@ -74,7 +89,12 @@ async def seed_demo(
         "bed": BED_ID,
         "patient": PATIENT_ID,
         "users": [
-            {"username": ASSIGNED_NURSE, "id": ana, "assigned": [PATIENT_ID]},
+            {
+                "username": ASSIGNED_NURSE,
+                "id": ana,
+                "assigned": [PATIENT_ID],
+                "bed": BED_ID,
+            },
             {"username": UNASSIGNED_NURSE, "id": ben, "assigned": []},
         ],
         "device": {"id": device_id, "bed": BED_ID},

@@ -3,8 +3,11 @@
 Each message first claims its (device_id, seq) row in ``device_messages``. Only when
 that row is new are its children (vitals rows, a waveform chunk or an alarm)
 inserted, in the same transaction, so a retransmission stores nothing twice and a
-failure stores nothing at all. The patient is resolved from the device's bed when
-the batch is stored.
+failure stores nothing at all. Each message belongs to the patient whose stay in the
+device's bed covers the message's time (``central.admissions``), so data buffered
+before a transfer stays with the patient who was in the bed then. A message from a
+bed that was empty at that time is stored with no patient: it is kept, but no
+patient's record shows it and no dashboard receives it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from central.admissions import attribute_messages
 from central.devices import DeviceLocation, locate_device, record_hello, touch_last_seen
 from central.metrics import RateLimitedLog
 from protocol.messages import (
@@ -28,6 +32,7 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 # One warning per device per minute is enough for a clock that stays wrong.
 _clock_warnings = RateLimitedLog(logger, interval_s=60.0)
+_unattributed_warnings = RateLimitedLog(logger, interval_s=60.0)
 
 
 @dataclass
@@ -42,6 +47,11 @@ class StoredBatch:
     # alarm: the agent sends the newest alarms first after an outage, and relaying
     # an old raise after its clear would show a finished alarm as active.
     superseded: set[int] = field(default_factory=set)
+    # seq -> the patient the message was stored for, or None for an empty bed.
+    patients: dict[int, str | None] = field(default_factory=dict)
+
+    def patient_of(self, seq: int) -> str | None:
+        return self.patients.get(seq)
 
 
 async def store_batch(
@@ -54,10 +64,12 @@ async def store_batch(
     """
     async with pool.acquire() as connection, connection.transaction():
         location = await locate_device(connection, device_id)
-        batch = StoredBatch(location)
+        owners = await attribute_messages(connection, location.bed_id, messages)
+        batch = StoredBatch(location, patients=owners)
         for message in messages:
-            if await _claim(connection, message, location.patient_id):
-                await _store_children(connection, message, location)
+            patient_id = owners[message.seq]
+            if await _claim(connection, message, patient_id):
+                await _store_children(connection, message, location, patient_id)
                 batch.new.append(message)
                 if isinstance(message, Emergency) and await _alarm_superseded(
                     connection, message
@@ -67,6 +79,14 @@ async def store_batch(
                 batch.duplicates += 1
             batch.seqs.append(message.seq)
         await touch_last_seen(connection, device_id)
+    unattributed = sum(1 for message in batch.new if owners[message.seq] is None)
+    if unattributed:
+        _unattributed_warnings.warning(
+            device_id,
+            "device %s in bed %s sent %d messages timed when no patient was in the "
+            "bed; stored without a patient",
+            device_id, location.bed_id, unattributed,
+        )
     return batch
 
 
@@ -102,9 +122,11 @@ async def _claim(
 
 
 async def _store_children(
-    connection: asyncpg.Connection, message: DeviceMessage, location: DeviceLocation
+    connection: asyncpg.Connection,
+    message: DeviceMessage,
+    location: DeviceLocation,
+    patient_id: str | None,
 ) -> None:
-    patient_id = location.patient_id
     if isinstance(message, VitalsNumerics):
         await _store_numerics(connection, message, patient_id)
     elif isinstance(message, EcgWaveform):

@@ -8,13 +8,30 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from central.auth import ROLE_ADMIN, ROLE_NURSE, hash_secret
+from central.auth import (
+    ROLE_ADMIN,
+    ROLE_BIOMEDICAL_ENGINEER,
+    ROLE_CHARGE_NURSE,
+    ROLE_NURSE,
+    ROLE_PHYSICIAN,
+    hash_secret,
+)
 
 logger = logging.getLogger(__name__)
 
 Executor = asyncpg.Pool | asyncpg.Connection
 USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{1,64}$")
-KNOWN_ROLES = frozenset({ROLE_ADMIN, ROLE_NURSE, "physician"})
+# A physician is the doctor role. A biomedical engineer manages devices and reads no
+# patient data by that role alone.
+KNOWN_ROLES = frozenset(
+    {
+        ROLE_ADMIN,
+        ROLE_NURSE,
+        ROLE_CHARGE_NURSE,
+        ROLE_PHYSICIAN,
+        ROLE_BIOMEDICAL_ENGINEER,
+    }
+)
 
 
 # Login rejects empty passwords, so a shorter one would make an account nobody can

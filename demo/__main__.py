@@ -1,7 +1,7 @@
 """aura-demo: the whole chain on a replayed recording, stopped with Ctrl-C.
 
 Starts the embedded database and central, seeds a ward (one patient in bed 1, a nurse
-assigned to that patient and one who is not), starts the simulated sensor board on
+assigned to bed 1 and one who is not), starts the simulated sensor board on
 record 100 and the bedside agent, then shows the live view of the assigned nurse
 and the refusal the other nurse gets.
 """

@@ -76,6 +76,11 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def demo(services: Services) -> Demo:
     summary = await seed_demo(services.pool, DEVICE_ID, DEVICE_SECRET, PASSWORD)
+    # The demo patient has been in the bed for a day, so test data timed a little
+    # in the past still belongs to them (see central.admissions).
+    await services.pool.execute(
+        "UPDATE bed_stays SET started_at = now() - interval '1 day'"
+    )
     users = {user["username"]: user["id"] for user in summary["users"]}
     ana, ben = users["nurse.ana"], users["nurse.ben"]
     ttl = services.settings.token_ttl_s

@@ -197,9 +197,12 @@ async def test_me_lists_profile_and_assignments(
     assert body["display_name"] == "Ana"
     assert body["roles"] == ["nurse"]
     assert len(body["assignments"]) == 1
-    assert body["assignments"][0]["patient_id"] == "P-0001"
-    assert body["assignments"][0]["bed_id"] == "bed-1"
-    assert body["assignments"][0]["ends_at"] is None
+    assignment = body["assignments"][0]
+    assert assignment["scope"] == "bed"
+    assert assignment["bed_id"] == "bed-1"
+    assert assignment["patient_ids"] == ["P-0001"]
+    assert assignment["ends_at"] is not None
+    assert body["break_the_glass"] == []
 
 
 async def test_me_without_assignments(client: httpx.AsyncClient, demo: Demo) -> None:

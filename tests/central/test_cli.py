@@ -87,11 +87,11 @@ def test_seed_demo_twice_is_idempotent(
     assignments = asyncio.run(
         _fetch(
             cli_database,
-            "SELECT u.username, a.patient_id FROM assignments a "
+            "SELECT u.username, a.bed_id FROM assignments a "
             "JOIN users u ON u.id = a.user_id",
         )
     )
-    assert [tuple(row) for row in assignments] == [("nurse.ana", "P-0001")]
+    assert [tuple(row) for row in assignments] == [("nurse.ana", "bed-1")]
     users = asyncio.run(_fetch(cli_database, "SELECT username FROM users ORDER BY 1"))
     assert [row["username"] for row in users] == ["nurse.ana", "nurse.ben"]
 

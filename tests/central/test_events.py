@@ -220,7 +220,7 @@ async def test_ended_assignment_stops_stream(
         await ana.send(SUBSCRIBE)
         assert (await receive_json(ana))["type"] == "subscribed"
         await services.pool.execute(
-            "UPDATE assignments SET ends_at = now() WHERE patient_id = 'P-0001'"
+            "UPDATE assignments SET ends_at = now() WHERE user_id = $1", demo.ana_id
         )
         ended = await asyncio.wait_for(receive_json(ana), 5)
         assert ended["type"] == "error"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,9 +21,15 @@ logger = logging.getLogger(__name__)
 MIN_JWT_SECRET_BYTES = 32
 ENCRYPTION_KEY_HEX_CHARS = 64
 MAX_TOKEN_TTL_S = 24 * 3600
+MAX_ESCALATION_AFTER_S = 24 * 3600
+DEFAULT_ESCALATION_AFTER_S = 120
+# The patient's assigned physician is the second person to hear of an alarm the
+# assigned nurse has not acknowledged.
+DEFAULT_ESCALATION_ROLE = "physician"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+_ROLE_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 # Every AURA_* variable central reads. Any other AURA_* name is taken as a typo.
 # AURA_TEST_DATABASE_URL belongs to the test suite and is accepted so that a shell
@@ -65,6 +72,8 @@ class Settings:
     port: int = 8000
     token_ttl_s: int = 900
     log_level: str = "INFO"
+    escalation_after_s: int = DEFAULT_ESCALATION_AFTER_S
+    escalation_role: str = DEFAULT_ESCALATION_ROLE
 
     @property
     def pgdata(self) -> Path:
@@ -88,6 +97,8 @@ class Settings:
             "port": self.port,
             "token_ttl_s": self.token_ttl_s,
             "log_level": self.log_level,
+            "escalation_after_s": self.escalation_after_s,
+            "escalation_role": self.escalation_role,
         }
         body = ", ".join(f"{name}={value!r}" for name, value in fields.items())
         return f"Settings({body})"
@@ -111,6 +122,14 @@ class Settings:
             port=_integer("AURA_PORT", environ, 8000, 0, 65535),
             token_ttl_s=_integer("AURA_TOKEN_TTL_S", environ, 900, 1, MAX_TOKEN_TTL_S),
             log_level=_log_level(environ.get("AURA_LOG_LEVEL")),
+            escalation_after_s=_integer(
+                "ESCALATION_AFTER_S",
+                environ,
+                DEFAULT_ESCALATION_AFTER_S,
+                1,
+                MAX_ESCALATION_AFTER_S,
+            ),
+            escalation_role=_role_name("ESCALATION_ROLE", environ),
         )
 
 
@@ -239,6 +258,15 @@ def _audit_enabled(environ: Mapping[str, str]) -> bool:
             "traceable",
         )
     return enabled
+
+
+def _role_name(name: str, environ: Mapping[str, str]) -> str:
+    value = _non_empty(name, environ, DEFAULT_ESCALATION_ROLE)
+    if not _ROLE_NAME.match(value):
+        raise ConfigError(
+            name, f"expected a role name of a-z, 0-9, _ or -, got {value!r}"
+        )
+    return value
 
 
 def _log_level(value: str | None) -> str:

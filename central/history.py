@@ -127,9 +127,9 @@ def _after(query: HistoryQuery, kind: str, at_sql: str, key_sql: str) -> str:
         return "($4::timestamptz IS NULL AND $5::text IS NULL)"
     rank = KIND_RANK[kind]
     if rank > query.after.rank:
-        return f"{at_sql} >= $4"
+        return f"({at_sql} >= $4 AND $5::text IS NOT NULL)"
     if rank < query.after.rank:
-        return f"{at_sql} > $4"
+        return f"({at_sql} > $4 AND $5::text IS NOT NULL)"
     return f'({at_sql}, {key_sql} COLLATE "C") > ($4, $5 COLLATE "C")'
 
 

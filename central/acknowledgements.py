@@ -9,9 +9,9 @@ open ingest connection. A device without one receives the row when it next conne
 A row counts as delivered once the frame is handed to the connection. The device
 does not confirm it, so a frame lost with a breaking connection is not resent.
 
-An alarm is acknowledged once. A second request, also one racing the first from
-another central process, gets 409 naming who acknowledged it and when, and changes
-nothing; the attempt is audited as refused.
+An alarm is acknowledged once. A second request gets 409 naming who acknowledged it
+and when, even when it races the first from another central process. It changes
+nothing, and the attempt is audited as refused.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 ``GET /care/ward`` lists, for the patients the caller may read (as decided by
 ``central.consent.readable_patients``), items of these kinds in this order:
 
-1. ``alarm``: active alarms, high, medium, then low priority; within a priority the
-   unacknowledged before the acknowledged, then oldest first, since the
-   longest-unanswered alarm has waited most. An escalated alarm says so.
+1. ``alarm``: active alarms, high, medium, then low priority. Within a priority the
+   unacknowledged come before the acknowledged, then the oldest first, because the
+   longest-unanswered alarm has waited most. Escalated alarms carry the escalation.
 2. ``news2``: each patient by NEWS2 from their newest device and manual
    observations, highest clinical risk first, then highest total, then by id.
 3. ``trend``: automated trend tasks, only when ENABLE_AI_AGENTS is on

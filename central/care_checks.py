@@ -1,4 +1,4 @@
-"""Ward task items beyond alarms and NEWS2: observations due, alarms nobody
+"""Ward task items beyond alarms and NEWS2: observations due, alarms that no one
 acknowledged, and devices that need attention. Each item carries its ``reason``."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from central.news2_inputs import MAX_OBSERVATION_AGE, News2Inputs
 
 # RCP NEWS2 (2017), chart 4, minimum frequency of monitoring: 12-hourly at a score
 # of 0, 4 to 6-hourly at 1-4 (the shorter bound is used), hourly at 3 in one
-# parameter or 5-6. At 7 or more the chart asks for continuous monitoring.
+# parameter or 5-6. At 7 or more the chart requires continuous monitoring.
 # NOTE: "continuous" is taken as hourly for the parts only a person can assess
 # (air or oxygen, consciousness); the bedside devices cover the others.
 INTERVAL_SCORE_0 = timedelta(hours=12)
@@ -22,7 +22,7 @@ INTERVAL_URGENT = timedelta(hours=1)
 # Devices send numerics every second while they stream, so a minute without any
 # message means the device is off, unplugged or out of reach.
 DEVICE_SILENT_AFTER = timedelta(seconds=60)
-# Cleared alarms nobody acknowledged are listed for review this long.
+# Cleared alarms that no one acknowledged are listed for review this long.
 UNACKNOWLEDGED_REVIEW_WINDOW = timedelta(hours=12)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
@@ -102,7 +102,7 @@ def _due_reason(
 def unacknowledged_items(
     rows: list[asyncpg.Record], now: datetime
 ) -> list[dict[str, Any]]:
-    """Return an item for each cleared high or medium alarm nobody acknowledged."""
+    """Return an item for each cleared high or medium alarm no one acknowledged."""
     ordered = sorted(
         rows,
         key=lambda row: (PRIORITY_ORDER[row["priority"]], -row["started_at"].timestamp()),

@@ -1,4 +1,4 @@
-"""Escalation of high-priority alarms that nobody acknowledged in time.
+"""Escalation of high-priority alarms that no one acknowledged in time.
 
 A background task in central's lifespan runs ``escalate_due`` every
 ``ESCALATION_CHECK_INTERVAL_S``. An alarm is due when it is high priority, its

@@ -67,7 +67,7 @@ class Cursor:
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """What one history request asks for."""
+    """The parameters of one history request, validated."""
 
     patient_id: str
     since: datetime

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 ACTION = "observation.record"
 MAX_BODY_BYTES = 4096
-# A chart entry may be written up after the fact, but not for a future time; the
-# margin allows for clocks of the recording device a little ahead of central's.
+# A chart entry may be written up after the fact, but not for a future time. The
+# margin allows for a recording device whose clock runs a little ahead of central's.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKDATE = timedelta(hours=24)
 

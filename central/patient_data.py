@@ -2,8 +2,8 @@
 
 ``GET /patients/{id}/vitals`` returns raw measurements for ranges up to
 ``RAW_VITALS_MAX_RANGE`` and per-bucket means (with min, max and count) for longer
-ones, or as the ``resolution`` parameter asks; the response's ``resolution`` says
-which. ``GET /patients/{id}/history`` pages through the timeline of
+ones, or at the bucket length the ``resolution`` parameter requests. The response's
+``resolution`` field names the form returned. ``GET /patients/{id}/history`` pages through the timeline of
 ``central.history``. Each read checks consent and is audited.
 """
 
@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_VITALS_LIMIT = 10_000
 DEFAULT_VITALS_LIMIT = 1_000
-# Up to an hour of 1 Hz numerics is returned as measured; longer ranges are averaged
-# into about MAX_AUTO_BUCKETS buckets per code unless the caller asks otherwise.
+# Up to an hour of 1 Hz numerics is returned as measured. Longer ranges are averaged
+# into about MAX_AUTO_BUCKETS buckets per code unless the request sets a resolution.
 RAW_VITALS_MAX_RANGE = timedelta(hours=1)
 MAX_AUTO_BUCKETS = 500
 MAX_BUCKET_S = 86_400
@@ -67,6 +67,7 @@ async def get_vitals(request: Request) -> JSONResponse:
     patient_id = patient_id_of(request)
     await authorize_read(services, principal, patient_id, "vitals.read")
     since, until = _time_window(request)
+
     code = request.query_params.get("code")
     if code is not None and code not in BY_REFERENCE_ID:
         known = ", ".join(sorted(BY_REFERENCE_ID))
@@ -79,6 +80,7 @@ async def get_vitals(request: Request) -> JSONResponse:
         MAX_VITALS_LIMIT,
     )
     bucket_s = _bucket_seconds(request.query_params.get("resolution"), since, until)
+
     if bucket_s is None:
         body = await _raw_vitals(services.pool, patient_id, since, until, code, limit)
         rows = len(body["measurements"])
@@ -87,6 +89,7 @@ async def get_vitals(request: Request) -> JSONResponse:
             services.pool, patient_id, since, until, code, limit, bucket_s
         )
         rows = len(body["buckets"])
+
     await services.audit.record(
         services.pool,
         Actor.user(principal.user_id),
@@ -108,7 +111,7 @@ async def get_vitals(request: Request) -> JSONResponse:
 
 
 def _bucket_seconds(value: str | None, since: datetime, until: datetime) -> int | None:
-    """Return the bucket length the ``resolution`` parameter asks for; None is raw."""
+    """Return the bucket length ``resolution`` requests, or None for raw values."""
     span_s = (until - since).total_seconds()
     if value == "raw":
         return None

@@ -1,7 +1,7 @@
 """Automated trend watchers that add tasks to the ward list when ENABLE_AI_AGENTS is on.
 
-They are fixed rules, not learned models, and every item they add says so
-(``automated: true``) together with the figures it was based on:
+They are fixed rules, not learned models. Every item they add is marked
+``automated: true`` and gives the figures it was based on:
 
 - ``news2_rising``: NEWS2 rose by ``NEWS2_RISE_MIN`` or more within the last hour.
   Only the parameters measured at both times are compared, so a parameter that is
@@ -21,12 +21,12 @@ from central.news2_inputs import News2Inputs, load_news2_inputs
 from protocol.codes import VitalSign
 
 WATCHER_SOURCE = "rule-based trend watcher"
-# The RCP NEWS2 report (2017) treats a rising score as a sign of deterioration;
-# a rise of 2 within an hour is this project's choice of trigger.
+# A rising NEWS2 signals deterioration. The trigger, a rise of 2 within an hour, is
+# this project's choice and not a threshold from the RCP report.
 NEWS2_RISE_MIN = 2
 NEWS2_LOOKBACK = (timedelta(minutes=60), timedelta(minutes=30))
-# Below three shared parameters a rise says more about what was measured than about
-# the patient.
+# Below three shared parameters a rise reflects what was measured more than the
+# patient's condition.
 MIN_SHARED_PARAMETERS = 3
 SPO2_WINDOW = timedelta(minutes=30)
 SPO2_EDGE = timedelta(minutes=5)

@@ -2,9 +2,9 @@
 
 ``GET /patients/{patient_id}/waveform?from=&to=&lead=&max_points=`` returns each
 lead's samples in [from, to). When a lead has more than ``max_points`` samples in
-the range, it returns buckets of equal duration holding the minimum and maximum
-sample instead, so a short spike such as a pacing artefact or an R wave survives
-the downsampling, which a mean would flatten. Buckets without samples are left out,
+the range, it returns buckets of equal duration with the minimum and maximum sample
+instead. A short spike such as a pacing artefact or an R wave survives min/max
+downsampling, which a mean would flatten. Buckets without samples are left out,
 so a gap in the recording stays visible. Consent is checked and the read is audited.
 """
 
@@ -38,8 +38,8 @@ DEFAULT_RANGE = timedelta(minutes=1)
 MAX_RANGE = timedelta(hours=1)
 DEFAULT_MAX_POINTS = 5000
 MAX_POINTS = 50_000
-# The longest chunk a device may send (4096 samples at the lowest rate, 125 Hz), so
-# a chunk that starts this long before ``from`` may still reach into the range.
+# Maximum duration of one chunk (4096 samples at the minimum rate, 125 Hz). A chunk
+# that starts this long before ``from`` may still reach into the range.
 MAX_CHUNK_SPAN = timedelta(seconds=MAX_WAVEFORM_SAMPLES / 125.0)
 
 
@@ -82,6 +82,7 @@ async def get_waveform(request: Request) -> JSONResponse:
     patient_id = patient_id_of(request)
     await authorize_read(services, principal, patient_id, ACTION)
     query = _parse_query(request)
+
     chunks = await _load_chunks(services.pool, patient_id, query)
     by_lead: dict[str, list[asyncpg.Record]] = {}
     for chunk in chunks:
@@ -90,6 +91,7 @@ async def get_waveform(request: Request) -> JSONResponse:
         summarise_lead(lead, rows, query.start, query.end, query.max_points)
         for lead, rows in sorted(by_lead.items())
     ]
+
     await services.audit.record(
         services.pool,
         Actor.user(principal.user_id),

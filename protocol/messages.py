@@ -207,7 +207,7 @@ class PatientEmergency(_Message, tag="patient.emergency", kw_only=True):
 
 
 class AlarmEscalated(_Message, tag="alarm.escalated", kw_only=True):
-    """A high-priority alarm nobody acknowledged in time, sent to a second recipient.
+    """A high-priority alarm no one acknowledged in time, sent to a second recipient.
 
     Central sends it only to the dashboard connections of the users it names as
     recipients, each of whom may read the patient.

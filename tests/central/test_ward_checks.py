@@ -92,7 +92,7 @@ async def test_observations_due_by_score_interval(
     client: httpx.AsyncClient, services: Services, demo: Demo
 ) -> None:
     # Device values of 2 h ago are recent enough for NEWS2 but older than the hourly
-    # interval that a score of 7 asks for.
+    # interval that a score of 7 requires.
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     await _store(services, _full_vitals(1, two_hours_ago))
     await client.post(

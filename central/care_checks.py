@@ -58,13 +58,14 @@ def observations_due_items(
             continue
         times = patient_inputs.measured_at
         complete_at = min(times.values()) if len(times) == len(PARAMETERS) else None
+        last_full_set_at = None if complete_at is None else complete_at.isoformat()
         item = {
             "kind": "observations_due",
             "patient_id": patient_id,
             "reason": _due_reason(score, interval, stale, complete_at, now),
             "observations_due": {
                 "interval_s": int(interval.total_seconds()),
-                "last_full_set_at": None if complete_at is None else complete_at.isoformat(),
+                "last_full_set_at": last_full_set_at,
                 "stale_parameters": stale,
                 "news2_total": score.total,
             },
@@ -103,10 +104,10 @@ def unacknowledged_items(
     rows: list[asyncpg.Record], now: datetime
 ) -> list[dict[str, Any]]:
     """Return an item for each cleared high or medium alarm no one acknowledged."""
-    ordered = sorted(
-        rows,
-        key=lambda row: (PRIORITY_ORDER[row["priority"]], -row["started_at"].timestamp()),
-    )
+    def order(row: asyncpg.Record) -> tuple[int, float]:
+        return (PRIORITY_ORDER[row["priority"]], -row["started_at"].timestamp())
+
+    ordered = sorted(rows, key=order)
     return [
         {
             "kind": "unacknowledged_alarm",

@@ -147,8 +147,8 @@ async def _vitals(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
     rows = await pool.fetch(
         f"""
         SELECT at, jsonb_object_agg(code, jsonb_build_object(
-                   'unit', unit, 'min', min, 'max', max, 'mean', round(mean::numeric, 2),
-                   'count', count)) AS vitals
+                   'unit', unit, 'min', min, 'max', max,
+                   'mean', round(mean::numeric, 2), 'count', count)) AS vitals
         FROM (
             SELECT date_bin($6, measured_at, TIMESTAMPTZ '2000-01-01Z') AS at,
                    code, unit, min(value) AS min, max(value) AS max,
@@ -391,11 +391,12 @@ async def _attach_alarm_responses(
         responses = by_alarm.get((row["device_id"], row["alarm_id"]))
         if responses is not None:
             delivered = row["delivered_at"]
+            delivered_at = None if delivered is None else delivered.isoformat()
             responses.append(
                 {
                     "by": row["acknowledged_by"],
                     "at": row["at"].isoformat(),
-                    "delivered_at": None if delivered is None else delivered.isoformat(),
+                    "delivered_at": delivered_at,
                 }
             )
     escalated = {(row["device_id"], row["alarm_id"]): row for row in escalations}

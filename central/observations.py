@@ -1,4 +1,4 @@
-"""Observations a clinician records by hand, for what the bedside devices cannot measure.
+"""Observations a clinician records by hand, of what bedside devices cannot measure.
 
 ``POST /patients/{patient_id}/observations`` stores air or supplemental oxygen,
 ACVPU consciousness and optional manual readings (respiration rate, SpO2, systolic
@@ -48,9 +48,9 @@ class ObservationRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     observed_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     on_oxygen: bool | None = None
     consciousness: Literal["A", "C", "V", "P", "U"] | None = None
-    respiration_rate: Annotated[float, _plausible(VitalSign.RESPIRATION_RATE)] | None = (
-        None
-    )
+    respiration_rate: (
+        Annotated[float, _plausible(VitalSign.RESPIRATION_RATE)] | None
+    ) = None
     spo2: Annotated[float, _plausible(VitalSign.SPO2)] | None = None
     systolic_bp: Annotated[float, _plausible(VitalSign.SYSTOLIC_BP)] | None = None
     pulse: Annotated[float, _plausible(VitalSign.PULSE_RATE)] | None = None

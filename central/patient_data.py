@@ -3,8 +3,8 @@
 ``GET /patients/{id}/vitals`` returns raw measurements for ranges up to
 ``RAW_VITALS_MAX_RANGE`` and per-bucket means (with min, max and count) for longer
 ones, or at the bucket length the ``resolution`` parameter requests. The response's
-``resolution`` field names the form returned. ``GET /patients/{id}/history`` pages through the timeline of
-``central.history``. Each read checks consent and is audited.
+``resolution`` field names the form returned. ``GET /patients/{id}/history`` pages
+through the timeline of ``central.history``. Each read checks consent and is audited.
 """
 
 from __future__ import annotations

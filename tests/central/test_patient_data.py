@@ -92,7 +92,8 @@ async def _timeline(services: Services) -> None:
         """
         INSERT INTO manual_observations (patient_id, user_id, recorded_by,
             observed_at, on_oxygen, consciousness)
-        SELECT 'P-0001', id, 'Ana', $1, true, 'A' FROM users WHERE username = 'nurse.ana'
+        SELECT 'P-0001', id, 'Ana', $1, true, 'A' FROM users
+        WHERE username = 'nurse.ana'
         """,
         BASE + timedelta(seconds=30),
     )

@@ -113,7 +113,9 @@ async def test_read_audited(
 
 
 async def test_unassigned_nurse_403(client: httpx.AsyncClient, demo: Demo) -> None:
-    response = await client.get(PATH, params=_range(0, 1), headers=bearer(demo.ben_token))
+    response = await client.get(
+        PATH, params=_range(0, 1), headers=bearer(demo.ben_token)
+    )
     assert response.status_code == 403
 
 

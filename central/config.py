@@ -286,6 +286,11 @@ def log_startup_warnings(settings: Settings) -> None:
             "JWT_SECRET is not set; using a random secret, so issued tokens will not "
             "survive a restart and will not be accepted by other central processes"
         )
+    if settings.ai_agents_enabled:
+        logger.info(
+            "ENABLE_AI_AGENTS is on: rule-based trend watchers add automated tasks "
+            "to the ward list"
+        )
     if not settings.audit_enabled:
         logger.warning(
             "audit log is OFF (ENABLE_AUDIT_LOG=false); reads are not traced"

@@ -80,8 +80,8 @@ class Escalation:
 async def escalate_due(services: Services, now: datetime) -> list[Escalation]:
     """Escalate every alarm due at ``now`` that no other process has claimed."""
     after = timedelta(seconds=services.settings.escalation_after_s)
-    # TODO: this scans every high-priority alarm ever stored; an index or a cut-off
-    # on started_at is needed once the alarms table grows large.
+    # TODO: this reads every high-priority alarm ever stored (through a partial
+    # index), so a cut-off on started_at is needed once the table grows large.
     due = await services.pool.fetch(_DUE_ALARMS, now - after)
     escalations = []
     for alarm in due:

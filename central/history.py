@@ -155,6 +155,9 @@ async def _vitals(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
                    avg(value) AS mean, count(*) AS count
             FROM vitals
             WHERE patient_id = $1 AND measured_at >= $2 AND measured_at < $3
+              -- Buckets kept after the cursor start at or after its time, so
+              -- older samples cannot count towards them.
+              AND ($4::timestamptz IS NULL OR measured_at >= $4)
             GROUP BY 1, code, unit
         ) per_code
         WHERE {_after(query, "vitals", "at", "''")}

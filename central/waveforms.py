@@ -10,6 +10,7 @@ so a gap in the recording stays visible. Consent is checked and the read is audi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,10 +88,8 @@ async def get_waveform(request: Request) -> JSONResponse:
     by_lead: dict[str, list[asyncpg.Record]] = {}
     for chunk in chunks:
         by_lead.setdefault(chunk["lead"], []).append(chunk)
-    leads = [
-        summarise_lead(lead, rows, query.start, query.end, query.max_points)
-        for lead, rows in sorted(by_lead.items())
-    ]
+    # Up to an hour of samples: the numpy work runs off the event loop.
+    leads = await asyncio.to_thread(_summarise_leads, by_lead, query)
 
     await services.audit.record(
         services.pool,
@@ -111,6 +110,15 @@ async def get_waveform(request: Request) -> JSONResponse:
             "leads": leads,
         }
     )
+
+
+def _summarise_leads(
+    by_lead: dict[str, list[asyncpg.Record]], query: WaveformQuery
+) -> list[dict[str, Any]]:
+    return [
+        summarise_lead(lead, rows, query.start, query.end, query.max_points)
+        for lead, rows in sorted(by_lead.items())
+    ]
 
 
 async def _load_chunks(

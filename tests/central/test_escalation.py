@@ -18,7 +18,7 @@ from central_testkit import (
 )
 
 from central.auth import issue_token
-from central.escalation import escalate_due
+from central.escalation import escalate_due, run_escalations
 from central.hub import ClientQueue, user_channel
 from central.services import Services
 from central.storage import store_batch
@@ -189,3 +189,22 @@ async def test_event_reaches_physician_dashboard(
     assert event["type"] == "alarm.escalated"
     assert event["patient_id"] == demo.patient_id
     assert event["bed"] == "Bed 1"
+
+
+async def test_background_loop_escalates(services: Services, demo: Demo) -> None:
+    services.settings = services.settings.replace(escalation_after_s=1)
+    await _physician(services, demo.patient_id)
+    await _store(services, _alarm(1, "high", datetime.now(UTC) - timedelta(seconds=10)))
+    loop = asyncio.create_task(run_escalations(services, interval_s=0.05))
+    try:
+        for _ in range(100):
+            count = await services.pool.fetchval(
+                "SELECT count(*) FROM alarm_escalations"
+            )
+            if count:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert count == 1

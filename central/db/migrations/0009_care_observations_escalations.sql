@@ -43,3 +43,7 @@ CREATE INDEX alarm_escalations_patient_time
 -- of every other message type.
 CREATE INDEX device_messages_hello_patient_time
     ON device_messages (patient_id, device_time) WHERE type = 'device.hello';
+
+-- The escalation pass finds the newest message of each high-priority alarm.
+CREATE INDEX alarms_high_priority_newest
+    ON alarms (device_id, alarm_id, seq DESC) WHERE priority = 'high';

@@ -143,6 +143,8 @@ async def _escalate(
             list(recipients), waited_s, reached,
         )
     else:
+        # TODO: the claim is final, so a recipient assigned later is not told; the
+        # escalation still shows on the ward list.
         services.counters.increment("alarms.escalated_without_recipient")
         logger.warning(
             "alarm %s of patient %s is unacknowledged after %.0f s but no user with "

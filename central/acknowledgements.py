@@ -8,11 +8,16 @@ open ingest connection. A device without one receives the row when it next conne
 
 A row counts as delivered once the frame is handed to the connection. The device
 does not confirm it, so a frame lost with a breaking connection is not resent.
+
+An alarm is acknowledged once. A second request gets 409 naming who acknowledged it
+and when, even when it races the first from another central process. It changes
+nothing, and the attempt is audited as refused.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 import asyncpg
 from starlette.requests import Request
@@ -42,6 +47,11 @@ async def acknowledge_alarm(request: Request) -> JSONResponse:
 
     alarms = await _active_alarms(services.pool, patient_id, alarm_id)
     if not alarms:
+        earlier = await _earlier_acknowledgement(
+            services.pool, patient_id, alarm_id
+        )
+        if earlier is not None:
+            await _reject_duplicate(services, principal.user_id, patient_id, earlier)
         raise ApiError(
             404,
             f"no active alarm {alarm_id!r} for patient {patient_id}; it may have "
@@ -51,7 +61,10 @@ async def acknowledge_alarm(request: Request) -> JSONResponse:
         )
 
     acknowledged_by = principal.display_name or f"user {principal.user_id}"
-    rows = await _record(services, principal.user_id, acknowledged_by, alarms)
+    try:
+        rows = await _record(services, principal.user_id, acknowledged_by, alarms)
+    except AlreadyAcknowledged as exc:
+        await _reject_duplicate(services, principal.user_id, patient_id, exc.earlier)
     deliveries = await _deliver_now(services, rows)
     logger.info(
         "alarm %s of patient %s acknowledged by user %s: %s",
@@ -71,14 +84,83 @@ async def acknowledge_alarm(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=202)
 
 
+class AlreadyAcknowledged(Exception):
+    """Another acknowledgement of the alarm is already stored."""
+
+    def __init__(self, earlier: asyncpg.Record) -> None:
+        super().__init__(earlier["alarm_id"])
+        self.earlier = earlier
+
+
+async def _earlier_acknowledgement(
+    executor: asyncpg.Pool | asyncpg.Connection, patient_id: str, alarm_id: str
+) -> asyncpg.Record | None:
+    return await executor.fetchrow(
+        """
+        SELECT alarm_id, kind, acknowledged_by, user_id, at
+        FROM alarm_acknowledgements WHERE patient_id = $1 AND alarm_id = $2
+        ORDER BY id LIMIT 1
+        """,
+        patient_id,
+        alarm_id,
+    )
+
+
+async def _reject_duplicate(
+    services: Services, user_id: int, patient_id: str, earlier: asyncpg.Record
+) -> NoReturn:
+    services.counters.increment("acknowledgements.duplicate")
+    logger.info(
+        "user %s acknowledged alarm %s of patient %s again; already acknowledged by "
+        "user %s at %s",
+        user_id, earlier["alarm_id"], patient_id, earlier["user_id"],
+        earlier["at"].isoformat(),
+    )
+    await services.audit.record(
+        services.pool,
+        Actor.user(user_id),
+        ACTION,
+        outcome="refused",
+        patient_id=patient_id,
+        detail={
+            "alarm_id": earlier["alarm_id"],
+            "reason": "already acknowledged",
+            "acknowledged_by_user_id": earlier["user_id"],
+        },
+    )
+    raise ApiError(
+        409,
+        f"alarm {earlier['alarm_id']!r} of patient {patient_id} was already "
+        f"acknowledged by {earlier['acknowledged_by']} at "
+        f"{earlier['at'].isoformat()}",
+        patient_id=patient_id,
+        alarm_id=earlier["alarm_id"],
+        acknowledged_by=earlier["acknowledged_by"],
+        acknowledged_at=earlier["at"].isoformat(),
+    )
+
+
 async def _record(
     services: Services,
     user_id: int,
     acknowledged_by: str,
     alarms: list[asyncpg.Record],
 ) -> list[asyncpg.Record]:
-    """Store one acknowledgement per device and its audit row in one transaction."""
+    """Store one acknowledgement per device and its audit row in one transaction.
+
+    Raise AlreadyAcknowledged, storing nothing, if the alarm has one already.
+    """
+    patient_id, alarm_id = alarms[0]["patient_id"], alarms[0]["alarm_id"]
     async with services.pool.acquire() as connection, connection.transaction():
+        # Serialises acknowledgements of one alarm across every central process, so
+        # of two concurrent requests exactly one stores its rows.
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"alarm-acknowledgement/{patient_id}/{alarm_id}",
+        )
+        earlier = await _earlier_acknowledgement(connection, patient_id, alarm_id)
+        if earlier is not None:
+            raise AlreadyAcknowledged(earlier)
         rows = [
             await _insert(connection, alarm, user_id, acknowledged_by)
             for alarm in alarms

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -103,3 +103,25 @@ def parse_int(
     if not minimum <= number <= maximum:
         raise ApiError(400, f"{name}: expected {minimum} to {maximum}, got {number}")
     return number
+
+
+def parse_range(request: Request, default_span: timedelta) -> tuple[datetime, datetime]:
+    """Return [from, to) from ``from``/``to`` (or ``since``/``until``) parameters.
+
+    ``to`` defaults to now and ``from`` to ``default_span`` before ``to``.
+    """
+    query = request.query_params
+    for first, second in (("from", "since"), ("to", "until")):
+        if first in query and second in query:
+            raise ApiError(400, f"{first}: give either {first} or {second}, not both")
+    end_name = "to" if "to" in query else "until"
+    start_name = "from" if "from" in query else "since"
+    end = parse_time(end_name, query.get(end_name), datetime.now(UTC))
+    start = parse_time(start_name, query.get(start_name), end - default_span)
+    if start >= end:
+        raise ApiError(
+            400,
+            f"{start_name}: {start.isoformat()} must be before "
+            f"{end_name} ({end.isoformat()})",
+        )
+    return start, end

@@ -18,8 +18,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from central import acknowledgements, auth_routes, care, patients
-from central import admissions, assignments, break_glass, restrictions
+from central import (
+    acknowledgements,
+    admissions,
+    assignments,
+    auth_routes,
+    break_glass,
+    care,
+    observations,
+    patient_data,
+    patients,
+    restrictions,
+    waveforms,
+)
 from central.api import (
     ApiError,
     api_error_handler,
@@ -31,6 +42,7 @@ from central.config import Settings, log_startup_warnings
 from central.db.embedded import EmbeddedDatabase, start_embedded
 from central.db.migrations import apply_migrations
 from central.db.pool import database_is_up, open_pool
+from central.escalation import run_escalations
 from central.events import events_endpoint
 from central.hub import EventHub, InProcessHub
 from central.ingest import ingest_endpoint
@@ -78,6 +90,19 @@ async def _close_pool(services: Services) -> None:
         services.pool.terminate()
 
 
+async def _stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        # A background task that failed must not stop the shutdown; log why it did.
+        logger.exception("background task %s failed", task.get_name())
+
+
 def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
     """Build the application; nothing is opened until its lifespan starts."""
 
@@ -93,16 +118,19 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
                 hub=hub if hub is not None else InProcessHub(),
                 counters=Counters(),
             )
+            escalations: asyncio.Task[None] | None = None
             try:
                 async with services.pool.acquire() as connection:
                     await apply_migrations(connection)
                 app.state.services = services
+                escalations = asyncio.create_task(run_escalations(services))
                 logger.info("central ready")
                 # uvicorn binds its socket right after the lifespan starts up.
                 notify("READY=1")
                 yield
             finally:
                 notify("STOPPING=1")
+                await _stop_task(escalations)
                 services.hub.close()
                 await _close_pool(services)
         finally:
@@ -115,12 +143,15 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *auth_routes.routes,
         *patients.routes,
+        *patient_data.routes,
         *care.routes,
         *acknowledgements.routes,
         *admissions.routes,
         *assignments.routes,
         *restrictions.routes,
         *break_glass.routes,
+        *observations.routes,
+        *waveforms.routes,
         WebSocketRoute("/ingest", ingest_endpoint),
         WebSocketRoute("/events", events_endpoint),
     ]

@@ -1,20 +1,30 @@
 """The ward task list: what the caller should look at first, and why.
 
-``GET /care/ward`` lists, for the patients the caller may read (a current assignment,
-or every patient for an administrator), first each active alarm and then each
-patient by NEWS2 from their latest vital signs. Every item carries its rank and a
-``reason``, one sentence explaining its place. The read is audited.
+``GET /care/ward`` lists, for the patients the caller may read (as decided by
+``central.consent.readable_patients``), items of these kinds in this order:
 
-Ordering: active alarms come first because a device has already decided that
-someone must respond. They are ordered high, medium, low priority, then oldest
-first, since the longest-unanswered alarm has waited most. Patients follow, highest
-clinical risk first, then highest total, then by id.
+1. ``alarm``: active alarms, high, medium, then low priority. Within a priority the
+   unacknowledged come before the acknowledged, then the oldest first, because the
+   longest-unanswered alarm has waited most. Escalated alarms carry the escalation.
+2. ``news2``: each patient by NEWS2 from their newest device and manual
+   observations, highest clinical risk first, then highest total, then by id.
+3. ``trend``: automated trend tasks, only when ENABLE_AI_AGENTS is on
+   (``central.trends``).
+4. ``observations_due``: patients whose last full observation set is older than
+   NEWS2 recommends for their score.
+5. ``unacknowledged_alarm``: high and medium alarms of the last 12 h that cleared
+   before anyone acknowledged them.
+6. ``device``: devices that are silent or have an active technical alarm.
+
+Active alarms come first because a device has already decided that someone must
+respond. Every item carries its rank and a ``reason``, one sentence explaining its
+place. The read is audited.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,64 +34,78 @@ from starlette.routing import Route
 
 from central.audit import Actor
 from central.auth import require_user
+from central.care_checks import (
+    PRIORITY_ORDER,
+    device_items,
+    format_duration,
+    load_bed_devices,
+    load_unacknowledged_cleared,
+    observations_due_items,
+    unacknowledged_items,
+)
 from central.consent import readable_patients
-from central.news2 import (
-    PARAMETERS,
-    RISK_ORDER,
-    News2Score,
-    Observations,
-    score_news2,
+from central.escalation import load_escalations
+from central.news2 import PARAMETERS, RISK_ORDER, News2Score
+from central.news2_inputs import (
+    MAX_OBSERVATION_AGE,
+    NEWS2_SOURCES,
+    News2Inputs,
+    load_news2_inputs,
 )
 from central.services import services_of
-from protocol.codes import VitalSign
+from central.trends import trend_items
 
 logger = logging.getLogger(__name__)
 
-# RCP NEWS2 (2017), chart 4: even a score of 0 calls for observations at least every
-# 12 hours, so an older value no longer describes the patient.
-MAX_OBSERVATION_AGE = timedelta(hours=12)
-PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-
-# NEWS2 parameter -> vital-sign codes that can supply it, by preference. Pulse comes
-# from the ECG heart rate or the oximeter pulse rate, whichever is newer.
-NEWS2_SOURCES: dict[str, tuple[VitalSign, ...]] = {
-    "respiration_rate": (VitalSign.RESPIRATION_RATE,),
-    "spo2": (VitalSign.SPO2,),
-    "systolic_bp": (VitalSign.SYSTOLIC_BP,),
-    "pulse": (VitalSign.HEART_RATE, VitalSign.PULSE_RATE),
-    "temperature": (VitalSign.TEMPERATURE,),
-}
-NEWS2_CODES = sorted(
-    sign.value.mdc_reference_id for signs in NEWS2_SOURCES.values() for sign in signs
+_HOURS = int(MAX_OBSERVATION_AGE.total_seconds() // 3600)
+NOT_RECENT = f"no measurement in the last {_HOURS} h"
+NOT_FROM_DEVICES = (
+    "not measured by the bedside devices and not recorded by hand in the last "
+    f"{_HOURS} h; assess it and record it with POST /patients/{{id}}/observations"
 )
-NOT_FROM_DEVICES = "not measured by the bedside devices; assess and record it"
-NOT_RECENT = f"no measurement in the last {MAX_OBSERVATION_AGE // timedelta(hours=1)} h"
 
 
 async def ward_tasks(request: Request) -> JSONResponse:
-    """Return the caller's ranked task list: active alarms, then patients by NEWS2."""
+    """Return the caller's ranked task list (see the module documentation)."""
     principal = await require_user(request)
     services = services_of(request)
     now = datetime.now(UTC)
     patients = await readable_patients(services.pool, principal)
     patient_ids = [row["id"] for row in patients]
     beds = {row["id"]: row["bed_label"] for row in patients}
-    alarms = await _active_alarms(services.pool, patient_ids)
-    latest = await _latest_vitals(services.pool, patient_ids, now)
-    items = [_alarm_item(row, now) for row in alarms]
-    items += _news2_items(patient_ids, latest)
+    pool = services.pool
+
+    alarms = await _active_alarms(pool, patient_ids)
+    acknowledgements = await _acknowledgements(pool, patient_ids)
+    escalations = await load_escalations(pool, patient_ids)
+    inputs = await load_news2_inputs(pool, patient_ids, now)
+    scores = {patient_id: inputs[patient_id].score() for patient_id in patient_ids}
+
+    items = _alarm_items(alarms, acknowledgements, escalations, now)
+    items += _news2_items(patient_ids, inputs, scores)
+    if services.settings.ai_agents_enabled:
+        items += await trend_items(pool, patient_ids, inputs, now)
+    items += observations_due_items(inputs, scores, now)
+    cleared = await load_unacknowledged_cleared(pool, patient_ids, now)
+    items += unacknowledged_items(cleared, now)
+    items += device_items(await load_bed_devices(pool, patient_ids), alarms, now)
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
         item["bed_label"] = beds[item["patient_id"]]
+
     await services.audit.record(
-        services.pool,
+        pool,
         Actor.user(principal.user_id),
         "care.ward.read",
         detail={"patient_ids": patient_ids, "active_alarms": len(alarms)},
     )
-    return JSONResponse(
-        {"generated_at": now.isoformat(), "patients": patient_ids, "items": items}
-    )
+    body = {
+        "generated_at": now.isoformat(),
+        "patients": patient_ids,
+        "ai_agents": services.settings.ai_agents_enabled,
+        "items": items,
+    }
+    return JSONResponse(body)
 
 
 async def _active_alarms(
@@ -89,7 +113,7 @@ async def _active_alarms(
 ) -> list[asyncpg.Record]:
     # A raise and its clear share (device_id, alarm_id); the alarm is active while
     # its newest message, by sequence number, is the raise.
-    rows = await pool.fetch(
+    return await pool.fetch(
         """
         SELECT * FROM (
             SELECT DISTINCT ON (device_id, alarm_id)
@@ -102,43 +126,70 @@ async def _active_alarms(
         """,
         patient_ids,
     )
-    return sorted(
-        rows,
-        key=lambda row: (
-            PRIORITY_ORDER[row["priority"]],
-            row["started_at"],
-            row["patient_id"],
-        ),
-    )
 
 
-async def _latest_vitals(
-    pool: asyncpg.Pool, patient_ids: list[str], now: datetime
-) -> dict[str, dict[str, asyncpg.Record]]:
+async def _acknowledgements(
+    pool: asyncpg.Pool, patient_ids: list[str]
+) -> dict[tuple[str, str], asyncpg.Record]:
     rows = await pool.fetch(
         """
-        SELECT DISTINCT ON (patient_id, code) patient_id, code, value, measured_at
-        FROM vitals
-        WHERE patient_id = ANY($1::text[]) AND code = ANY($2::text[])
-          AND measured_at >= $3
-        ORDER BY patient_id, code, measured_at DESC
+        SELECT DISTINCT ON (device_id, alarm_id) device_id, alarm_id,
+               acknowledged_by, at
+        FROM alarm_acknowledgements WHERE patient_id = ANY($1::text[])
+        ORDER BY device_id, alarm_id, id
         """,
         patient_ids,
-        NEWS2_CODES,
-        now - MAX_OBSERVATION_AGE,
     )
-    latest: dict[str, dict[str, asyncpg.Record]] = {}
-    for row in rows:
-        latest.setdefault(row["patient_id"], {})[row["code"]] = row
-    return latest
+    return {(row["device_id"], row["alarm_id"]): row for row in rows}
 
 
-def _alarm_item(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
-    waited = _duration(now - row["started_at"])
+def _alarm_items(
+    alarms: list[asyncpg.Record],
+    acknowledgements: dict[tuple[str, str], asyncpg.Record],
+    escalations: dict[tuple[str, str], asyncpg.Record],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    def order(row: asyncpg.Record) -> tuple[object, ...]:
+        acknowledged = (row["device_id"], row["alarm_id"]) in acknowledgements
+        return (
+            PRIORITY_ORDER[row["priority"]],
+            acknowledged,
+            row["started_at"],
+            row["patient_id"],
+        )
+
+    items = []
+    for row in sorted(alarms, key=order):
+        key = (row["device_id"], row["alarm_id"])
+        items.append(
+            _alarm_item(row, acknowledgements.get(key), escalations.get(key), now)
+        )
+    return items
+
+
+def _alarm_item(
+    row: asyncpg.Record,
+    acknowledgement: asyncpg.Record | None,
+    escalation: asyncpg.Record | None,
+    now: datetime,
+) -> dict[str, Any]:
+    waited = format_duration(now - row["started_at"])
     reason = (
         f"active {row['priority']}-priority {row['category']} alarm "
-        f"({row['kind']}) raised {waited} ago; active alarms come first, by "
-        "priority and then oldest first"
+        f"({row['kind']}) raised {waited} ago"
+    )
+    if acknowledgement is not None:
+        reason += f", acknowledged by {acknowledgement['acknowledged_by']}"
+    else:
+        reason += ", not acknowledged"
+    if escalation is not None:
+        reason += (
+            f", escalated to the {escalation['recipient_role']} "
+            f"{format_duration(now - escalation['escalated_at'])} ago"
+        )
+    reason += (
+        "; active alarms come first, by priority, unacknowledged before "
+        "acknowledged, then oldest first"
     )
     alarm = {
         "device_id": row["device_id"],
@@ -148,7 +199,20 @@ def _alarm_item(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
         "category": row["category"],
         "started_at": row["started_at"].isoformat(),
         "evidence": row["evidence"],
+        "acknowledged": None,
+        "escalation": None,
     }
+    if acknowledgement is not None:
+        alarm["acknowledged"] = {
+            "by": acknowledgement["acknowledged_by"],
+            "at": acknowledgement["at"].isoformat(),
+        }
+    if escalation is not None:
+        alarm["escalation"] = {
+            "escalated_at": escalation["escalated_at"].isoformat(),
+            "recipient_role": escalation["recipient_role"],
+            "recipient_user_ids": list(escalation["recipient_user_ids"]),
+        }
     return {
         "kind": "alarm",
         "patient_id": row["patient_id"],
@@ -158,11 +222,14 @@ def _alarm_item(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
 
 
 def _news2_items(
-    patient_ids: list[str], latest: dict[str, dict[str, asyncpg.Record]]
+    patient_ids: list[str],
+    inputs: dict[str, News2Inputs],
+    scores: dict[str, News2Score],
 ) -> list[dict[str, Any]]:
     ranked = []
     for patient_id in patient_ids:
-        score, item = _news2_item(patient_id, latest.get(patient_id, {}))
+        score = scores[patient_id]
+        item = _news2_item(patient_id, inputs[patient_id], score)
         # Patients without a scorable parameter go last: no data shows a risk.
         key = (not score.parts, -RISK_ORDER[score.risk], -score.total, patient_id)
         ranked.append((key, item))
@@ -171,33 +238,24 @@ def _news2_items(
 
 
 def _news2_item(
-    patient_id: str, latest: dict[str, asyncpg.Record]
-) -> tuple[News2Score, dict[str, Any]]:
-    values: dict[str, float] = {}
-    measured_at: dict[str, str] = {}
-    for parameter, signs in NEWS2_SOURCES.items():
-        codes = [sign.value.mdc_reference_id for sign in signs]
-        found = [latest[code] for code in codes if code in latest]
-        newest = max(found, key=lambda row: row["measured_at"], default=None)
-        if newest is not None:
-            values[parameter] = newest["value"]
-            measured_at[parameter] = newest["measured_at"].isoformat()
-    # NOTE: central stores neither air or oxygen, consciousness nor hypercapnic
-    # respiratory failure, so those two parts are always missing and SpO2 is always
+    patient_id: str, inputs: News2Inputs, score: News2Score
+) -> dict[str, Any]:
+    # NOTE: hypercapnic respiratory failure is not recorded, so SpO2 is always
     # scored on scale 1, which overstates the score of a patient targeting 88-92 %.
-    score = score_news2(Observations(**values))
     news2 = score.to_dict()
-    news2["measured_at"] = measured_at
+    news2["measured_at"] = {
+        name: at.isoformat() for name, at in inputs.measured_at.items()
+    }
+    news2["sources"] = dict(inputs.sources)
     news2["missing"] = [
         {"parameter": name, "reason": _missing_reason(name)} for name in score.missing
     ]
-    item = {
+    return {
         "kind": "news2",
         "patient_id": patient_id,
         "reason": _news2_reason(score),
         "news2": news2,
     }
-    return score, item
 
 
 def _missing_reason(parameter: str) -> str:
@@ -221,15 +279,6 @@ def _news2_reason(score: News2Score) -> str:
     return text + (
         "; patients follow the active alarms, highest risk first, then highest score"
     )
-
-
-def _duration(elapsed: timedelta) -> str:
-    seconds = max(0, int(elapsed.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 routes = [Route("/care/ward", ward_tasks, methods=["GET"])]

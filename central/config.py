@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +25,15 @@ MAX_TOKEN_TTL_S = 24 * 3600
 # emergency grant cannot quietly become a standing one.
 DEFAULT_BREAK_GLASS_S = 3600
 MAX_BREAK_GLASS_S = 24 * 3600
+MAX_ESCALATION_AFTER_S = 24 * 3600
+DEFAULT_ESCALATION_AFTER_S = 120
+# The patient's assigned physician is the second person to hear of an alarm the
+# assigned nurse has not acknowledged.
+DEFAULT_ESCALATION_ROLE = "physician"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+_ROLE_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 # Every AURA_* variable central reads. Any other AURA_* name is taken as a typo.
 # AURA_TEST_DATABASE_URL belongs to the test suite and is accepted so that a shell
@@ -71,6 +78,8 @@ class Settings:
     token_ttl_s: int = 900
     log_level: str = "INFO"
     break_glass_s: int = DEFAULT_BREAK_GLASS_S
+    escalation_after_s: int = DEFAULT_ESCALATION_AFTER_S
+    escalation_role: str = DEFAULT_ESCALATION_ROLE
 
     @property
     def pgdata(self) -> Path:
@@ -95,6 +104,8 @@ class Settings:
             "token_ttl_s": self.token_ttl_s,
             "log_level": self.log_level,
             "break_glass_s": self.break_glass_s,
+            "escalation_after_s": self.escalation_after_s,
+            "escalation_role": self.escalation_role,
         }
         body = ", ".join(f"{name}={value!r}" for name, value in fields.items())
         return f"Settings({body})"
@@ -125,6 +136,14 @@ class Settings:
                 60,
                 MAX_BREAK_GLASS_S,
             ),
+            escalation_after_s=_integer(
+                "ESCALATION_AFTER_S",
+                environ,
+                DEFAULT_ESCALATION_AFTER_S,
+                1,
+                MAX_ESCALATION_AFTER_S,
+            ),
+            escalation_role=_role_name("ESCALATION_ROLE", environ),
         )
 
 
@@ -255,6 +274,15 @@ def _audit_enabled(environ: Mapping[str, str]) -> bool:
     return enabled
 
 
+def _role_name(name: str, environ: Mapping[str, str]) -> str:
+    value = _non_empty(name, environ, DEFAULT_ESCALATION_ROLE)
+    if not _ROLE_NAME.match(value):
+        raise ConfigError(
+            name, f"expected a role name of a-z, 0-9, _ or -, got {value!r}"
+        )
+    return value
+
+
 def _log_level(value: str | None) -> str:
     if value is None:
         return "INFO"
@@ -271,6 +299,11 @@ def log_startup_warnings(settings: Settings) -> None:
         logger.warning(
             "JWT_SECRET is not set; using a random secret, so issued tokens will not "
             "survive a restart and will not be accepted by other central processes"
+        )
+    if settings.ai_agents_enabled:
+        logger.info(
+            "ENABLE_AI_AGENTS is on: rule-based trend watchers add automated tasks "
+            "to the ward list"
         )
     if not settings.audit_enabled:
         logger.warning(

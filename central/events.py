@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from central.audit import Actor
 from central.auth import AuthError, Principal, authenticate_token, bearer_token
 from central.consent import REASON_NO_ASSIGNMENT, AccessDenied, check_access, may_read
-from central.hub import ClientQueue
+from central.hub import ClientQueue, user_channel
 from central.services import Services, services_of
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -125,6 +125,9 @@ class EventsClient:
     async def run(self) -> None:
         self.services.counters.increment("events.connections")
         logger.info("events client for user %s connected", self.principal.user_id)
+        # Events addressed to this user, such as alarm escalations, need no
+        # subscription; their sender checked consent for each recipient.
+        self.services.hub.subscribe(user_channel(self.principal.user_id), self.queue)
         tasks = {
             asyncio.create_task(self._serve_requests()),
             asyncio.create_task(self._relay_events()),

@@ -153,3 +153,11 @@ class InProcessHub:
         for queue in queues:
             queue.close("server shutting down")
         self._by_patient.clear()
+
+
+def user_channel(user_id: int) -> str:
+    """Return the hub key of events addressed to one user rather than one patient.
+
+    Patient ids cannot contain "/", so this key never names a patient.
+    """
+    return f"user/{user_id}"

@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from central.api import ApiError, parse_int, parse_time, patient_id_of
+from central.api import ApiError, patient_id_of
 from central.audit import Actor
 from central.auth import require_user
 from central.consent import authorize_read, readable_patients
-from central.history import load_history
 from central.services import services_of
-from protocol.codes import BY_REFERENCE_ID
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_WINDOW = timedelta(hours=1)
-MAX_VITALS_LIMIT = 10_000
-DEFAULT_VITALS_LIMIT = 1_000
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def _time_window(request: Request) -> tuple[datetime, datetime]:
-    query = request.query_params
-    until = parse_time("until", query.get("until"), datetime.now(UTC))
-    since = parse_time("since", query.get("since"), until - DEFAULT_WINDOW)
-    if since >= until:
-        raise ApiError(
-            400,
-            f"since ({since.isoformat()}) must be before until ({until.isoformat()})",
-        )
-    return since, until
 
 
 async def list_patients(request: Request) -> JSONResponse:
@@ -119,87 +101,7 @@ def _vital(row: asyncpg.Record) -> dict[str, object]:
     }
 
 
-async def get_vitals(request: Request) -> JSONResponse:
-    """Return numerics in [since, until), oldest first, optionally for one code."""
-    principal = await require_user(request)
-    services = services_of(request)
-    patient_id = patient_id_of(request)
-    await authorize_read(services, principal, patient_id, "vitals.read")
-    since, until = _time_window(request)
-    code = request.query_params.get("code")
-    if code is not None and code not in BY_REFERENCE_ID:
-        known = ", ".join(sorted(BY_REFERENCE_ID))
-        raise ApiError(400, f"code: unknown vital-sign code {code!r}; known: {known}")
-    limit = parse_int(
-        "limit",
-        request.query_params.get("limit"),
-        DEFAULT_VITALS_LIMIT,
-        1,
-        MAX_VITALS_LIMIT,
-    )
-    rows = await services.pool.fetch(
-        """
-        SELECT code, value, unit, measured_at, device_id FROM vitals
-        WHERE patient_id = $1 AND measured_at >= $2 AND measured_at < $3
-          AND ($4::text IS NULL OR code = $4)
-        ORDER BY measured_at, device_id, seq, ordinal
-        LIMIT $5
-        """,
-        patient_id,
-        since,
-        until,
-        code,
-        limit + 1,
-    )
-    truncated = len(rows) > limit
-    rows = rows[:limit]
-    await services.audit.record(
-        services.pool,
-        Actor.user(principal.user_id),
-        "vitals.read",
-        patient_id=patient_id,
-        detail={
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "code": code,
-            "rows": len(rows),
-        },
-    )
-    return JSONResponse(
-        {
-            "patient_id": patient_id,
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "measurements": [_vital(row) for row in rows],
-            "truncated": truncated,
-        }
-    )
-
-
-async def get_history(request: Request) -> JSONResponse:
-    """Return a page of per-minute heart-rate statistics and alarms."""
-    principal = await require_user(request)
-    services = services_of(request)
-    patient_id = patient_id_of(request)
-    await authorize_read(services, principal, patient_id, "history.read")
-    since, until = _time_window(request)
-    page_minutes = parse_int(
-        "minutes", request.query_params.get("minutes"), 60, 1, 1440
-    )
-    page = await load_history(services.pool, patient_id, since, until, page_minutes)
-    await services.audit.record(
-        services.pool,
-        Actor.user(principal.user_id),
-        "history.read",
-        patient_id=patient_id,
-        detail={"since": since.isoformat(), "until": page["until"]},
-    )
-    return JSONResponse(page)
-
-
 routes = [
     Route("/patients", list_patients, methods=["GET"]),
     Route("/patients/{patient_id}", get_patient, methods=["GET"]),
-    Route("/patients/{patient_id}/vitals", get_vitals, methods=["GET"]),
-    Route("/patients/{patient_id}/history", get_history, methods=["GET"]),
 ]

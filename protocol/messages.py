@@ -206,10 +206,32 @@ class PatientEmergency(_Message, tag="patient.emergency", kw_only=True):
     evidence: str
 
 
+class AlarmEscalated(_Message, tag="alarm.escalated", kw_only=True):
+    """A high-priority alarm no one acknowledged in time, sent to a second recipient.
+
+    Central sends it only to the dashboard connections of the users it names as
+    recipients, each of whom may read the patient.
+    """
+
+    patient_id: Identifier
+    bed: str | None
+    device_id: Identifier
+    alarm_id: Identifier
+    kind: Identifier
+    priority: Priority
+    started_at: UtcTime
+    escalated_at: UtcTime
+    unacknowledged_s: Annotated[float, msgspec.Meta(ge=0.0)]
+    recipient_role: str
+    reason: str
+
+
 DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
 CentralToDevice = Union[Ack, Rejected, AlarmAcknowledge]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
-ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency]
+ServerEvent = Union[
+    Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency, AlarmEscalated
+]
 
 _encoder = msgspec.json.Encoder()
 _device_decoder = msgspec.json.Decoder(DeviceMessage)

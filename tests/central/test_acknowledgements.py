@@ -135,9 +135,68 @@ async def test_queued_until_next_connection(
         message = decode_central_message(await asyncio.wait_for(device.recv(), 5))
     assert isinstance(message, AlarmAcknowledge)
     assert message.alarm_id == "alarm-1"
+    # Central marks the row after handing the frame over, so the device may see the
+    # message before the mark is committed.
     delivered = await _delivered_at(services)
+    for _ in range(50):
+        if delivered[0] is not None:
+            break
+        await asyncio.sleep(0.1)
+        delivered = await _delivered_at(services)
     assert delivered[0] is not None
     # Delivered once: the next connection gets only the ack of what it sends.
     async with connect_device(live_server, demo) as device:
         await device.send(numerics(3))
         assert (await receive_json(device))["type"] == "ack"
+
+
+async def test_second_acknowledgement_409(
+    client: httpx.AsyncClient, services: Services, demo: Demo
+) -> None:
+    await _store(services, emergency(1))
+    first = await client.post(_path(demo.patient_id), headers=bearer(demo.ana_token))
+    second = await client.post(_path(demo.patient_id), headers=bearer(demo.ana_token))
+    assert first.status_code == 202, first.text
+    assert second.status_code == 409, second.text
+    body = second.json()
+    assert body["acknowledged_by"] == "Ana"
+    assert body["acknowledged_at"] == first.json()["acknowledged_at"]
+    assert "already acknowledged by Ana" in body["error"]
+    count = await services.pool.fetchval("SELECT count(*) FROM alarm_acknowledgements")
+    assert count == 1
+    outcomes = await services.pool.fetch(
+        "SELECT outcome, detail FROM audit_log WHERE action = 'alarm.acknowledge' "
+        "ORDER BY id"
+    )
+    assert [row["outcome"] for row in outcomes] == ["ok", "refused"]
+    assert outcomes[1]["detail"]["reason"] == "already acknowledged"
+
+
+async def test_acknowledgement_after_clear_409(
+    client: httpx.AsyncClient, services: Services, demo: Demo
+) -> None:
+    # A latched alarm clears once acknowledged; a late second click must still say
+    # who acknowledged it rather than that the alarm does not exist.
+    await _store(services, emergency(1))
+    first = await client.post(_path(demo.patient_id), headers=bearer(demo.ana_token))
+    await _store(services, emergency(2, state="cleared"))
+    second = await client.post(_path(demo.patient_id), headers=bearer(demo.ana_token))
+    assert first.status_code == 202
+    assert second.status_code == 409
+    assert second.json()["acknowledged_by"] == "Ana"
+
+
+async def test_concurrent_acknowledgements_one_wins(
+    client: httpx.AsyncClient, services: Services, demo: Demo
+) -> None:
+    await _store(services, emergency(1))
+    responses = await asyncio.gather(
+        *(
+            client.post(_path(demo.patient_id), headers=bearer(demo.ana_token))
+            for _ in range(4)
+        )
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [202, 409, 409, 409]
+    count = await services.pool.fetchval("SELECT count(*) FROM alarm_acknowledgements")
+    assert count == 1

@@ -67,13 +67,17 @@ async def _ward(client: httpx.AsyncClient, token: str) -> dict:
     return response.json()
 
 
+def _of_kind(body: dict, kind: str) -> list[dict]:
+    return [item for item in body["items"] if item["kind"] == kind]
+
+
 async def test_assigned_nurse_sees_alarm_first(
     client: httpx.AsyncClient, services: Services, demo: Demo
 ) -> None:
     await _store(services, numerics(1), emergency(2))
     body = await _ward(client, demo.ana_token)
     kinds = [(item["rank"], item["kind"]) for item in body["items"]]
-    assert kinds == [(1, "alarm"), (2, "news2")]
+    assert kinds == [(1, "alarm"), (2, "news2"), (3, "observations_due")]
     alarm = body["items"][0]
     assert alarm["patient_id"] == demo.patient_id
     assert alarm["bed_label"] == "Bed 1"
@@ -88,7 +92,7 @@ async def test_news2_parts_and_missing(
     # Heart rate 72 scores 0 and SpO2 97 scores 0; the rest is missing.
     await _store(services, numerics(1))
     body = await _ward(client, demo.ana_token)
-    (item,) = body["items"]
+    (item,) = _of_kind(body, "news2")
     news2 = item["news2"]
     assert news2["total"] == 0
     assert news2["complete"] is False
@@ -135,7 +139,7 @@ async def test_stale_vitals_missing(
     old = datetime.now(UTC) - timedelta(hours=13)
     await _store(services, _full_vitals(1, old))
     body = await _ward(client, demo.ana_token)
-    (item,) = body["items"]
+    (item,) = _of_kind(body, "news2")
     assert item["news2"]["parts"] == {}
     assert "cannot be scored" in item["reason"]
 
@@ -162,7 +166,7 @@ async def test_cleared_alarm_not_listed(
 ) -> None:
     await _store(services, emergency(1), emergency(2, state="cleared"))
     body = await _ward(client, demo.ana_token)
-    assert [item["kind"] for item in body["items"]] == ["news2"]
+    assert _of_kind(body, "alarm") == []
 
 
 async def test_unassigned_nurse_sees_nothing(

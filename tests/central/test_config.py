@@ -130,3 +130,32 @@ def test_cli_exits_2_on_bad_config(
     error = capsys.readouterr().err
     assert "AURA_PORTT" in error
     assert "did you mean AURA_PORT?" in error
+
+
+def test_escalation_settings() -> None:
+    defaults = Settings.from_environ({})
+    assert defaults.escalation_after_s == 120
+    assert defaults.escalation_role == "physician"
+    settings = Settings.from_environ(
+        {"ESCALATION_AFTER_S": "30", "ESCALATION_ROLE": "charge_nurse"}
+    )
+    assert settings.escalation_after_s == 30
+    assert settings.escalation_role == "charge_nurse"
+    assert "escalation_after_s=30" in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "hint"),
+    [
+        ({"ESCALATION_AFTER_S": "0"}, "ESCALATION_AFTER_S", "1 to 86400"),
+        ({"ESCALATION_AFTER_S": "2m"}, "ESCALATION_AFTER_S", "expected an integer"),
+        ({"ESCALATION_ROLE": "Charge Nurse"}, "ESCALATION_ROLE", "a role name"),
+    ],
+)
+def test_invalid_escalation_setting(
+    environ: dict[str, str], variable: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ(environ)
+    assert caught.value.variable == variable
+    assert hint in str(caught.value)

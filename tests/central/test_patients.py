@@ -186,7 +186,7 @@ async def test_vitals_bad_parameters_400(
     assert words in response.json()["error"]
 
 
-async def test_history_minutes_and_alarms(
+async def test_history_vitals_and_alarms(
     client: httpx.AsyncClient, demo: Demo, services: Services
 ) -> None:
     frames = [
@@ -203,20 +203,26 @@ async def test_history_minutes_and_alarms(
     params = {
         "since": BASE.isoformat(),
         "until": (BASE + timedelta(minutes=3)).isoformat(),
-        "minutes": "2",
+        "kinds": "vitals,alarm",
     }
     response = await client.get(
         "/patients/P-0001/history", params=params, headers=bearer(demo.ana_token)
     )
     assert response.status_code == 200
     body = response.json()
-    minutes = body["heart_rate"]["minutes"]
-    assert [(m["min"], m["max"], m["mean"], m["samples"]) for m in minutes] == [
+    heart_rate = [
+        entry["vitals"]["MDC_ECG_HEART_RATE"]
+        for entry in body["entries"]
+        if entry["kind"] == "vitals"
+    ]
+    assert [(v["min"], v["max"], v["mean"], v["count"]) for v in heart_rate] == [
         (60.0, 80.0, 70.0, 2),
         (100.0, 100.0, 100.0, 1),
     ]
-    assert [alarm["kind"] for alarm in body["alarms"]] == ["tachycardia"]
-    assert body["next_since"] == (BASE + timedelta(minutes=2)).isoformat()
+    alarms = [entry for entry in body["entries"] if entry["kind"] == "alarm"]
+    assert [alarm["alarm_kind"] for alarm in alarms] == ["tachycardia"]
+    assert alarms[0]["at"] == (BASE + timedelta(seconds=90)).isoformat()
+    assert body["next_cursor"] is None
 
 
 async def test_patient_detail_has_latest_vitals(

@@ -113,9 +113,11 @@ async def get_vitals(request: Request) -> JSONResponse:
 def _bucket_seconds(value: str | None, since: datetime, until: datetime) -> int | None:
     """Return the bucket length ``resolution`` requests, or None for raw values."""
     span_s = (until - since).total_seconds()
-    if value == "raw":
+    # Without the parameter the response keeps the raw shape older clients read, so
+    # a range a little over an hour does not silently switch to buckets.
+    if value is None or value == "raw":
         return None
-    if value is None or value == "auto":
+    if value == "auto":
         if until - since <= RAW_VITALS_MAX_RANGE:
             return None
         return max(1, math.ceil(span_s / MAX_AUTO_BUCKETS))

@@ -262,7 +262,7 @@ async def test_vitals_long_range_averaged(
         (68.5, 66.0, 71.0, 6),
         (74.5, 72.0, 77.0, 6),
     ]
-    params.pop("resolution")
+    params["resolution"] = "auto"
     automatic = await _get(client, demo, VITALS, params)
     # Three hours in at most 500 buckets: 22 s each.
     assert automatic["resolution"] == {"mode": "mean", "bucket_s": 22}

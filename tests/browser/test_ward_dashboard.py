@@ -1,0 +1,228 @@
+"""The ward dashboard in headless Chromium against the whole running chain.
+
+The tests share one ward and one logged-in page and run in file order: the live
+tile first, then the asystole alarm the board forces, then consent and chat.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from conftest import run_async
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from central.auth import hash_secret
+from central.chat_client import ChatClient, ChatIdentity
+from demo.stack import ASSIGNED_NURSE, PATIENT_ID, UNASSIGNED_NURSE, Stack
+
+pytestmark = pytest.mark.timeout(120)
+
+PHYSICIAN = "dr.cruz"
+LIVE_TIMEOUT_MS = 20_000
+ALARM_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+def log_in(browser: Browser, ward: Stack, username: str) -> Page:
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    page.goto(f"{ward.base_url}/")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(ward.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#ward-view")).to_be_visible()
+    return page
+
+
+@pytest.fixture(scope="module")
+def ana(browser: Browser, ward: Stack) -> Iterator[Page]:
+    page = log_in(browser, ward, ASSIGNED_NURSE)
+    yield page
+    page.context.close()
+
+
+async def audit_actions(ward: Stack, username: str) -> list[str]:
+    connection = await asyncpg.connect(ward.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT a.action FROM audit_log a JOIN users u ON a.actor_id = u.id::text"
+            " WHERE u.username = $1 AND a.outcome = 'ok' ORDER BY a.id",
+            username,
+        )
+    finally:
+        await connection.close()
+    return [row["action"] for row in rows]
+
+
+def ecg_pixels(page: Page) -> int:
+    return page.evaluate(
+        """() => {
+            const canvas = document.querySelector('.tile .ecg');
+            const data = canvas.getContext('2d')
+                .getImageData(0, 0, canvas.width, canvas.height).data;
+            let drawn = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i] > 0) drawn += 1;
+            return drawn;
+        }"""
+    )
+
+
+def test_tile_shows_live_vitals_and_ecg(
+    ana: Page, ward: Stack, artifacts_dir: Path
+) -> None:
+    tile = ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]')
+    expect(tile).to_be_visible()
+    heart_rate = tile.locator('[data-vital="hr"] dd')
+    expect(heart_rate).to_have_text(re.compile(r"^\d{2,3}$"), timeout=LIVE_TIMEOUT_MS)
+    assert 50 <= int(heart_rate.inner_text()) <= 100
+    expect(tile.locator(".device-state")).to_have_text("device live")
+    expect(ana.locator("#connection")).to_have_attribute("data-state", "connected")
+    ana.wait_for_function(
+        "() => document.querySelector('.tile .ecg') !== null", timeout=5000
+    )
+    ana.wait_for_timeout(1500)
+    assert ecg_pixels(ana) > 200
+    ana.screenshot(path=str(artifacts_dir / "ward-overview.png"))
+
+
+def test_asystole_alarm_acknowledged_and_audited(
+    ana: Page, ward: Stack, artifacts_dir: Path
+) -> None:
+    alarm = ana.locator('#alarm-list .alarm[data-priority="high"]').filter(
+        has_text="asystole"
+    )
+    expect(alarm).to_be_visible(timeout=ALARM_TIMEOUT_MS)
+    tile = ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]')
+    expect(tile).to_have_class(re.compile(r"\balarm-high\b"))
+    # IEC 60601-1-8: high priority flashes at 1.4 to 2.8 Hz.
+    period_s = float(tile.evaluate("e => parseFloat(getComputedStyle(e).animationDuration)"))
+    assert 1 / 2.8 <= period_s <= 1 / 1.4
+    expect(tile.locator(".tile-alarm")).to_have_text("HIGH: asystole")
+    ana.screenshot(path=str(artifacts_dir / "ward-alarm.png"))
+
+    alarm.get_by_role("button", name=re.compile("^Pause the sound")).click()
+    expect(alarm.get_by_role("button", name=re.compile("^Pause the sound"))).to_have_text(
+        re.compile("Audio paused until")
+    )
+    alarm.get_by_role("button", name=re.compile("^Acknowledge")).click()
+    expect(alarm).to_have_class(re.compile(r"\backnowledged\b"))
+
+    actions = run_async(audit_actions(ward, ASSIGNED_NURSE))
+    assert "alarm.acknowledge" in actions
+    assert "alarm.audio_pause" in actions
+
+
+def test_unassigned_nurse_sees_no_tile(browser: Browser, ward: Stack) -> None:
+    page = log_in(browser, ward, UNASSIGNED_NURSE)
+    try:
+        expect(page.locator("#no-patients")).to_be_visible()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+        assert page.locator(".tile").count() == 0
+        assert page.locator("#alarm-list .alarm").count() == 0
+    finally:
+        page.context.close()
+
+
+async def add_physician(ward: Stack) -> int:
+    connection = await asyncpg.connect(ward.database_url)
+    try:
+        user_id: int = await connection.fetchval(
+            "INSERT INTO users (username, display_name, password_hash, roles)"
+            " VALUES ($1, 'Dr Cruz', $2, '{physician}') RETURNING id",
+            PHYSICIAN,
+            hash_secret(ward.password),
+        )
+        await connection.execute(
+            "INSERT INTO assignments (user_id, patient_id) VALUES ($1, $2)",
+            user_id,
+            PATIENT_ID,
+        )
+    finally:
+        await connection.close()
+    return user_id
+
+
+async def physician_joins(ward: Stack, identity: ChatIdentity, thread_id: str) -> None:
+    async with physician_client(ward, identity) as client:
+        await client.publish_keys()
+        await client.add_member(thread_id, identity.user_id)
+
+
+class physician_client:
+    """A ChatClient logged in as the physician, usable with ``async with``."""
+
+    def __init__(self, ward: Stack, identity: ChatIdentity) -> None:
+        self.ward = ward
+        self.identity = identity
+
+    async def __aenter__(self) -> ChatClient:
+        token = self.ward.login(PHYSICIAN)
+        self.http = httpx.AsyncClient(
+            base_url=self.ward.base_url, headers={"Authorization": f"Bearer {token}"}
+        )
+        return ChatClient(self.http, self.identity)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.http.aclose()
+
+
+async def physician_reads(ward: Stack, identity: ChatIdentity, thread_id: str) -> list[str]:
+    async with physician_client(ward, identity) as client:
+        return [text for _, text in await client.read(thread_id)]
+
+
+async def physician_sends(ward: Stack, identity: ChatIdentity, thread_id: str, text: str) -> None:
+    async with physician_client(ward, identity) as client:
+        await client.send(thread_id, text)
+
+
+async def stored_envelopes(ward: Stack) -> list[str]:
+    connection = await asyncpg.connect(ward.database_url)
+    try:
+        rows = await connection.fetch("SELECT envelope::text AS e FROM chat_messages")
+    finally:
+        await connection.close()
+    return [row["e"] for row in rows]
+
+
+def test_chat_between_browser_and_python_client(ana: Page, ward: Stack) -> None:
+    identity = ChatIdentity.generate(run_async(add_physician(ward)))
+    ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]').click()
+    expect(ana.locator("#patient-view")).to_be_visible()
+    expect(ana.locator("#chat-key")).to_have_text(re.compile("fingerprint: [0-9a-f]{32}"))
+    ana.get_by_label("New thread").fill("Asystole at bed 1")
+    ana.get_by_role("button", name="Start").click()
+    expect(ana.locator("#thread-view")).to_be_visible()
+    thread_id = ana.locator("#thread-list button").first.get_attribute("data-thread-id")
+    assert thread_id is not None
+    run_async(physician_joins(ward, identity, thread_id))
+
+    from_browser = "Rhythm back after 8 s, please review the strip"
+    ana.get_by_label("Message", exact=True).fill(from_browser)
+    ana.get_by_role("button", name="Send").click()
+    expect(ana.locator("#messages .text").last).to_have_text(from_browser)
+    assert run_async(physician_reads(ward, identity, thread_id)) == [from_browser]
+
+    from_python = "Reviewed: lead came off, patient fine"
+    run_async(physician_sends(ward, identity, thread_id, from_python))
+    expect(ana.locator("#messages .text").last).to_have_text(from_python)
+
+    envelopes = run_async(stored_envelopes(ward))
+    assert len(envelopes) == 2
+    for envelope in envelopes:
+        assert "review" not in envelope.lower()
+        assert "ciphertext" in envelope

@@ -12,6 +12,7 @@ import { ChatPanel } from "./chat.js";
 const STALE_AFTER_S = 10;
 const WARD_REFRESH_MS = 30000;
 const TREND_HOURS = 4;
+const SESSION_WARNING_S = 60;
 const CODES = {
   hr: "MDC_ECG_HEART_RATE",
   pulse: "MDC_PULS_OXIM_PULS_RATE",
@@ -26,7 +27,10 @@ const $ = (id) => document.getElementById(id);
 const api = new Api();
 const signals = new AlarmSignals();
 const chat = new ChatPanel(api);
-const state = { me: null, patients: [], tiles: new Map(), alarms: new Map(), live: null, wardTimer: null, view: "ward" };
+const state = {
+  me: null, patients: [], tiles: new Map(), alarms: new Map(), live: null,
+  wardTimer: null, view: "ward", sessionEndsAt: null,
+};
 
 function alarmKey(patientId, alarmId) {
   return `${patientId}/${alarmId}`;
@@ -39,7 +43,9 @@ $("login-form").addEventListener("submit", async (event) => {
   signals.unlock(); // inside the click: the only moment audio may be enabled
   $("login-error").textContent = "";
   try {
-    await api.login($("username").value, $("password").value);
+    const session = await api.login($("username").value, $("password").value);
+    // TODO: central has no token refresh yet, so the screen logs out at expiry.
+    state.sessionEndsAt = Date.now() + session.expires_in * 1000;
     $("password").value = "";
     await start();
   } catch (error) {
@@ -183,10 +189,19 @@ setInterval(() => {
   if (api.token === null) return;
   const now = Date.now();
   markStale(now);
+  showSession(now);
   signals.update([...state.alarms.values()], now);
   $("audio-state").textContent = signals.audioReady ? "alarm sound on" : "alarm sound off: click anywhere to enable";
 }, 1000);
 document.addEventListener("click", () => { if (api.token !== null && !signals.audioReady) signals.unlock(); });
+
+function showSession(nowMs) {
+  const left = Math.round((state.sessionEndsAt - nowMs) / 1000);
+  const notice = $("session");
+  notice.hidden = left > SESSION_WARNING_S;
+  notice.textContent = `session ends in ${Math.max(0, left)} s: log out and in again`;
+  if (left <= 0) logout("your session ended; log in again");
+}
 
 // ---- events
 
@@ -320,10 +335,11 @@ function button(text, label, action) {
   element.addEventListener("click", async (event) => {
     event.stopPropagation();
     element.disabled = true;
+    $("action-error").textContent = "";
     try {
       await action();
     } catch (error) {
-      alert(error.message);
+      $("action-error").textContent = error.message;
       element.disabled = false;
     }
   });

@@ -242,7 +242,24 @@ function bedLabel(patientId) {
 async function catchUp() {
   await loadPatients();
   for (const patient of state.patients) state.live.subscribe(patient.id);
-  await refreshWard();
+  await Promise.all([refreshWard(), ...state.patients.map((p) => loadLatest(p.id))]);
+}
+
+// Show the newest stored values at once, each aged by its own measurement time.
+async function loadLatest(patientId) {
+  const detail = await api.get(`/patients/${encodeURIComponent(patientId)}`);
+  const tile = state.tiles.get(patientId);
+  if (!tile) return;
+  const now = Date.now();
+  const byCode = new Map(detail.latest_vitals.map((v) => [v.code, v]));
+  for (const vital of detail.latest_vitals) {
+    const shownWithOther = vital.code === CODES.dia || (vital.code === CODES.pulse && byCode.has(CODES.hr));
+    if (shownWithOther) continue;
+    const group = vital.code === CODES.sys && byCode.has(CODES.dia) ? [vital, byCode.get(CODES.dia)] : [vital];
+    applyMeasurements(tile, group, Math.min(now, Date.parse(vital.measured_at)));
+  }
+  const seen = detail.devices.map((d) => Date.parse(d.last_seen_at)).filter((t) => !Number.isNaN(t));
+  if (seen.length && tile.lastEventAt === null) tile.lastEventAt = Math.min(now, Math.max(...seen));
 }
 
 // ---- alarms and tasks

@@ -226,3 +226,99 @@ def test_chat_between_browser_and_python_client(ana: Page, ward: Stack) -> None:
     for envelope in envelopes:
         assert "review" not in envelope.lower()
         assert "ciphertext" in envelope
+
+
+def test_keyboard_opens_patient_page_and_returns(ana: Page) -> None:
+    ana.get_by_role("button", name="Back to the ward").click()
+    expect(ana.locator("#ward-view")).to_be_visible()
+    ana.locator("#logout").focus()
+    for _ in range(30):
+        ana.keyboard.press("Tab")
+        if ana.evaluate("() => document.activeElement.classList.contains('tile')"):
+            break
+    else:
+        pytest.fail("Tab never reached the bed tile")
+    ana.keyboard.press("Enter")
+    expect(ana.locator("#patient-view")).to_be_visible()
+    expect(ana.locator("#back")).to_be_focused()
+    ana.keyboard.press("Enter")
+    expect(ana.locator("#ward-view")).to_be_visible()
+
+
+def test_tablet_layout_has_alarms_first_and_no_sideways_scroll(
+    browser: Browser, ward: Stack, artifacts_dir: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 820, "height": 1180})
+    page = context.new_page()
+    try:
+        page.goto(f"{ward.base_url}/ward/")
+        page.get_by_label("User name").fill(ASSIGNED_NURSE)
+        page.get_by_label("Password").fill(ward.password)
+        page.get_by_label("Password").press("Enter")
+        tile = page.locator(".tile").first
+        expect(tile).to_be_visible()
+        alarms_box = page.locator(".side").bounding_box()
+        tile_box = tile.bounding_box()
+        assert alarms_box is not None and tile_box is not None
+        assert alarms_box["y"] < tile_box["y"]
+        assert tile_box["x"] + tile_box["width"] <= 820
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0
+        page.screenshot(path=str(artifacts_dir / "ward-tablet.png"))
+    finally:
+        context.close()
+
+
+BROWSER_TAMPER_CHECK = """async () => {
+    const chat = await import('/ward/chat-crypto.js');
+    const alice = await chat.ChatIdentity.loadOrCreate('900001');
+    const bob = await chat.ChatIdentity.loadOrCreate('900002');
+    const key = (who) => ({ user_id: who.userId, key_id: who.keyId,
+        ...who.publicKeysJson() });
+    const thread = 'T-' + '1'.repeat(32);
+    const sealed = await alice.seal(thread, 'hello bob', [key(alice), key(bob)]);
+    const outcome = async (envelope, where) => {
+        try { return await bob.open(envelope, key(alice), where); }
+        catch (error) { return 'rejected: ' + error.problem; }
+    };
+    const flip = (text) => (text[5] === 'A' ? 'B' : 'A');
+    const tampered = { ...sealed,
+        ciphertext: sealed.ciphertext.slice(0, 5) + flip(sealed.ciphertext)
+            + sealed.ciphertext.slice(6) };
+    return {
+        tampered: await outcome(tampered, thread),
+        other_thread: await outcome(sealed, 'T-' + '2'.repeat(32)),
+        genuine: await outcome(sealed, thread),
+        replayed: await outcome(sealed, thread),
+        extractable: alice.ecdh.privateKey.extractable || alice.signing.privateKey.extractable,
+    };
+}"""
+
+
+def test_browser_rejects_tampered_and_replayed_chat(ana: Page) -> None:
+    result = ana.evaluate(BROWSER_TAMPER_CHECK)
+    assert result["tampered"] == "rejected: signature does not verify"
+    assert result["other_thread"].startswith("rejected: addressed to thread")
+    assert result["genuine"] == "hello bob"
+    assert result["replayed"] == "rejected: replayed: message id seen before"
+    assert result["extractable"] is False
+
+
+def test_values_go_stale_and_screen_reconnects(ana: Page, ward: Stack) -> None:
+    tile = ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]')
+    heart_rate = tile.locator('[data-vital="hr"]')
+    expect(heart_rate).not_to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
+
+    ward.stop("central")
+    expect(ana.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    expect(heart_rate).to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
+    expect(tile.locator(".device-state")).to_have_text(re.compile(r"^no data for \d+ s$"))
+
+    ward.start_central()
+    expect(ana.locator("#connection")).to_have_attribute(
+        "data-state", "connected", timeout=LIVE_TIMEOUT_MS
+    )
+    expect(heart_rate).not_to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
+    expect(tile.locator(".device-state")).to_have_text("device live")

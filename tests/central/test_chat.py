@@ -187,3 +187,15 @@ async def test_identity_saved_and_loaded(tmp_path) -> None:  # type: ignore[no-u
     identity.save(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert ChatIdentity.load(7, path).key_id == identity.key_id
+
+
+async def test_thread_tied_to_unknown_alarm_rejected(
+    client: httpx.AsyncClient, demo: Demo
+) -> None:
+    response = await client.post(
+        "/chat/threads",
+        headers=bearer(demo.ana_token),
+        json={"patient_id": demo.patient_id, "title": "VT", "alarm_id": "no-such-alarm"},
+    )
+    assert response.status_code == 404
+    assert "no-such-alarm" in response.json()["error"]

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from central import acknowledgements, auth_routes, care, patients
-from central import chat, dashboard
+from central import chat, chat_keys, dashboard
 from central.api import (
     ApiError,
     api_error_handler,
@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         *patients.routes,
         *care.routes,
         *acknowledgements.routes,
+        *chat_keys.routes,
         *chat.routes,
         *dashboard.routes,
         WebSocketRoute("/ingest", ingest_endpoint),

@@ -1,6 +1,6 @@
-"""REST routes of the end-to-end encrypted chat: keys, threads, members, messages.
+"""REST routes of the end-to-end encrypted chat: threads, members and messages.
 
-Central never sees chat text. It stores each user's public keys and the sealed
+Central never has the chat text. It stores each user's public keys and the sealed
 envelopes (``protocol.chat``), checks who may do what, and relays each new envelope
 as a ``chat.message`` event to the clients subscribed to the thread's patient.
 
@@ -13,8 +13,6 @@ Each action is audited without any message content.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 import uuid
@@ -22,7 +20,6 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -30,21 +27,15 @@ from starlette.routing import Route
 from central.api import ApiError, parse_int
 from central.audit import Actor
 from central.auth import Principal, load_principal, require_user
+from central.chat_keys import key_json, read_json_body
 from central.consent import authorize_read, may_read
 from central.services import Services, services_of
-from protocol.chat import (
-    P256_POINT_BYTES,
-    ChatEnvelope,
-    PublicKeys,
-    check_envelope,
-    key_id,
-)
+from protocol.chat import ChatEnvelope, check_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import ChatMessageEvent, encode
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -57,7 +48,8 @@ class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     alarm_id: (
         Annotated[
-            str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+            str,
+            msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$"),
         ]
         | None
     ) = None
@@ -65,18 +57,6 @@ class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class NewMember(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_id: Annotated[int, msgspec.Meta(ge=1)]
-
-
-async def _read_body(request: Request, kind: type[Any], what: str) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"{what} is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid {what}: {exc}") from None
-    except msgspec.DecodeError:
-        raise ApiError(400, f"{what} must be a JSON object") from None
 
 
 def _audit(
@@ -95,88 +75,11 @@ def _audit(
     )
 
 
-def _check_point(name: str, encoded: str) -> bytes:
-    problem = f"{name}: expected an uncompressed P-256 point (65 bytes) in base64"
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        raise ApiError(400, problem) from None
-    if len(raw) != P256_POINT_BYTES:
-        raise ApiError(400, problem)
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
-    except ValueError:
-        raise ApiError(400, f"{name}: the point is not on the P-256 curve") from None
-    return raw
-
-
-async def publish_keys(request: Request) -> JSONResponse:
-    """Make a key pair the caller's current chat keys; supersede the previous pair."""
-    principal = await require_user(request)
-    services = services_of(request)
-    keys = await _read_body(request, PublicKeys, "public keys")
-    ecdh = _check_point("ecdh_public", keys.ecdh_public)
-    signing = _check_point("signing_public", keys.signing_public)
-    ident = key_id(ecdh, signing)
-    async with services.pool.acquire() as connection, connection.transaction():
-        owner = await connection.fetchval(
-            "SELECT user_id FROM chat_keys WHERE key_id = $1", ident
-        )
-        if owner is not None and owner != principal.user_id:
-            raise ApiError(409, f"key {ident} belongs to another user")
-        await connection.execute(
-            """
-            UPDATE chat_keys SET superseded_at = now()
-            WHERE user_id = $1 AND superseded_at IS NULL AND key_id <> $2
-            """,
-            principal.user_id,
-            ident,
-        )
-        await connection.execute(
-            """
-            INSERT INTO chat_keys (key_id, user_id, ecdh_public, signing_public)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT (key_id) DO UPDATE SET superseded_at = NULL
-            """,
-            ident,
-            principal.user_id,
-            ecdh,
-            signing,
-        )
-    await _audit(services, principal, "chat.keys.publish", key_id=ident)
-    logger.info("user %s published chat key %s", principal.user_id, ident)
-    return JSONResponse({"key_id": ident, "user_id": str(principal.user_id)})
-
-
-def _key_json(row: asyncpg.Record) -> dict[str, object]:
-    return {
-        "key_id": row["key_id"],
-        "user_id": str(row["user_id"]),
-        "ecdh_public": base64.b64encode(row["ecdh_public"]).decode("ascii"),
-        "signing_public": base64.b64encode(row["signing_public"]).decode("ascii"),
-        "created_at": row["created_at"].isoformat(),
-        "superseded_at": None
-        if row["superseded_at"] is None
-        else row["superseded_at"].isoformat(),
-    }
-
-
-async def get_key(request: Request) -> JSONResponse:
-    """Return one published key pair by id; public keys are not secret."""
-    await require_user(request)
-    services = services_of(request)
-    ident = request.path_params["key_id"]
-    row = await services.pool.fetchrow("SELECT * FROM chat_keys WHERE key_id = $1", ident)
-    if row is None:
-        raise ApiError(404, f"no chat key with id {ident[:64]!r}")
-    return JSONResponse(_key_json(row))
-
-
 async def create_thread(request: Request) -> JSONResponse:
     """Open a thread about a patient (and optionally an alarm); the caller joins it."""
     principal = await require_user(request)
     services = services_of(request)
-    new = await _read_body(request, NewThread, "thread")
+    new = await read_json_body(request, NewThread, "thread")
     await authorize_read(services, principal, new.patient_id, "chat.thread.create")
     if new.alarm_id is not None:
         await _check_alarm(services.pool, new.patient_id, new.alarm_id)
@@ -194,13 +97,20 @@ async def create_thread(request: Request) -> JSONResponse:
             principal.user_id,
         )
         await connection.execute(
-            "INSERT INTO chat_members (thread_id, user_id, added_by) VALUES ($1, $2, $2)",
+            """
+            INSERT INTO chat_members (thread_id, user_id, added_by)
+            VALUES ($1, $2, $2)
+            """,
             thread_id,
             principal.user_id,
         )
     await _audit(
-        services, principal, "chat.thread.create", new.patient_id,
-        thread_id=thread_id, alarm_id=new.alarm_id,
+        services,
+        principal,
+        "chat.thread.create",
+        new.patient_id,
+        thread_id=thread_id,
+        alarm_id=new.alarm_id,
     )
     thread = await _load_thread(services.pool, thread_id)
     return JSONResponse(_thread_json(thread, is_member=True), status_code=201)
@@ -248,7 +158,11 @@ async def _require_member(
     services: Services, principal: Principal, thread: asyncpg.Record
 ) -> None:
     member = await services.pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM chat_members WHERE thread_id = $1 AND user_id = $2)",
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM chat_members WHERE thread_id = $1 AND user_id = $2
+        )
+        """,
         thread["id"],
         principal.user_id,
     )
@@ -293,12 +207,21 @@ async def get_thread(request: Request) -> JSONResponse:
     )
     members = await _members(services.pool, thread)
     is_member = any(member["user_id"] == str(principal.user_id) for member in members)
-    await _audit(services, principal, "chat.thread.read", thread["patient_id"],
-                 thread_id=thread["id"])
-    return JSONResponse({**_thread_json(thread, is_member=is_member), "members": members})
+    await _audit(
+        services,
+        principal,
+        "chat.thread.read",
+        thread["patient_id"],
+        thread_id=thread["id"],
+    )
+    return JSONResponse(
+        {**_thread_json(thread, is_member=is_member), "members": members}
+    )
 
 
-async def _members(pool: asyncpg.Pool, thread: asyncpg.Record) -> list[dict[str, object]]:
+async def _members(
+    pool: asyncpg.Pool, thread: asyncpg.Record
+) -> list[dict[str, object]]:
     rows = await pool.fetch(
         """
         SELECT m.user_id, u.display_name, m.joined_at, k.key_id, k.ecdh_public,
@@ -323,8 +246,8 @@ async def _members(pool: asyncpg.Pool, thread: asyncpg.Record) -> list[dict[str,
                 "display_name": row["display_name"],
                 "joined_at": row["joined_at"].isoformat(),
                 "may_read_patient": consented,
-                # Without consent no key is listed, so nobody seals for them.
-                "key": _key_json(row) if consented and row["key_id"] else None,
+                # Without consent no key is listed, so no sender encrypts for them.
+                "key": key_json(row) if consented and row["key_id"] else None,
             }
         )
     return members
@@ -337,19 +260,28 @@ async def add_member(request: Request) -> JSONResponse:
     thread = await _readable_thread(
         services, principal, request.path_params["thread_id"], "chat.member.add"
     )
-    new = await _read_body(request, NewMember, "member")
+    new = await read_json_body(request, NewMember, "member")
     if new.user_id != principal.user_id:
         await _require_member(services, principal, thread)
     target = await load_principal(services.pool, new.user_id)
-    if target is None or not await may_read(services.pool, target, thread["patient_id"]):
+    if target is None or not await may_read(
+        services.pool, target, thread["patient_id"]
+    ):
         services.counters.increment("consent.refused")
         await _audit(
-            services, principal, "chat.member.add", thread["patient_id"],
-            thread_id=thread["id"], user_id=new.user_id, refused="no current assignment",
+            services,
+            principal,
+            "chat.member.add",
+            thread["patient_id"],
+            thread_id=thread["id"],
+            user_id=new.user_id,
+            refused="no current assignment",
         )
         logger.warning(
             "rejected adding user %s to chat thread %s: may not read patient %s",
-            new.user_id, thread["id"], thread["patient_id"],
+            new.user_id,
+            thread["id"],
+            thread["patient_id"],
         )
         raise ApiError(
             403,
@@ -366,8 +298,14 @@ async def add_member(request: Request) -> JSONResponse:
         new.user_id,
         principal.user_id,
     )
-    await _audit(services, principal, "chat.member.add", thread["patient_id"],
-                 thread_id=thread["id"], user_id=new.user_id)
+    await _audit(
+        services,
+        principal,
+        "chat.member.add",
+        thread["patient_id"],
+        thread_id=thread["id"],
+        user_id=new.user_id,
+    )
     return JSONResponse({"thread_id": thread["id"], "user_id": str(new.user_id)})
 
 
@@ -379,7 +317,7 @@ async def post_message(request: Request) -> JSONResponse:
         services, principal, request.path_params["thread_id"], "chat.message.post"
     )
     await _require_member(services, principal, thread)
-    envelope = await _read_body(request, ChatEnvelope, "chat envelope")
+    envelope = await read_json_body(request, ChatEnvelope, "chat envelope")
     try:
         check_envelope(envelope)
     except ProtocolError as exc:
@@ -387,15 +325,24 @@ async def post_message(request: Request) -> JSONResponse:
     await _check_envelope_parties(services.pool, principal, thread, envelope)
     row_id = await _store(services.pool, principal, envelope)
     event = ChatMessageEvent(
-        patient_id=thread["patient_id"], thread_id=thread["id"], id=row_id,
+        patient_id=thread["patient_id"],
+        thread_id=thread["id"],
+        id=row_id,
         envelope=envelope,
     )
     services.hub.publish(thread["patient_id"], encode(event).decode(), droppable=False)
-    await _audit(services, principal, "chat.message.post", thread["patient_id"],
-                 thread_id=thread["id"], message_id=envelope.message_id,
-                 recipients=len(envelope.recipients))
-    return JSONResponse({"id": row_id, "message_id": envelope.message_id},
-                        status_code=201)
+    await _audit(
+        services,
+        principal,
+        "chat.message.post",
+        thread["patient_id"],
+        thread_id=thread["id"],
+        message_id=envelope.message_id,
+        recipients=len(envelope.recipients),
+    )
+    return JSONResponse(
+        {"id": row_id, "message_id": envelope.message_id}, status_code=201
+    )
 
 
 async def _check_envelope_parties(
@@ -414,10 +361,12 @@ async def _check_envelope_parties(
     )
     if envelope.sender_key_id != current:
         raise ApiError(
-            400, "sender_key_id: not your current chat key; publish it at PUT /chat/keys"
+            400,
+            "sender_key_id: not your current chat key; publish it at PUT /chat/keys",
         )
     members = {
-        member["user_id"] for member in await _members(pool, thread)
+        member["user_id"]
+        for member in await _members(pool, thread)
         if member["key"] is not None
     }
     for index, recipient in enumerate(envelope.recipients):
@@ -429,7 +378,9 @@ async def _check_envelope_parties(
             )
 
 
-async def _store(pool: asyncpg.Pool, principal: Principal, envelope: ChatEnvelope) -> int:
+async def _store(
+    pool: asyncpg.Pool, principal: Principal, envelope: ChatEnvelope
+) -> int:
     try:
         row_id: int = await pool.fetchval(
             """
@@ -463,7 +414,9 @@ async def list_messages(request: Request) -> JSONResponse:
     )
     await _require_member(services, principal, thread)
     after_id = parse_int("after_id", request.query_params.get("after_id"), 0, 0, 2**62)
-    limit = parse_int("limit", request.query_params.get("limit"), DEFAULT_PAGE, 1, MAX_PAGE)
+    limit = parse_int(
+        "limit", request.query_params.get("limit"), DEFAULT_PAGE, 1, MAX_PAGE
+    )
     rows = await services.pool.fetch(
         """
         SELECT id, received_at, envelope FROM chat_messages
@@ -473,8 +426,14 @@ async def list_messages(request: Request) -> JSONResponse:
         after_id,
         limit,
     )
-    await _audit(services, principal, "chat.messages.read", thread["patient_id"],
-                 thread_id=thread["id"], messages=len(rows))
+    await _audit(
+        services,
+        principal,
+        "chat.messages.read",
+        thread["patient_id"],
+        thread_id=thread["id"],
+        messages=len(rows),
+    )
     messages = [
         {
             "id": row["id"],
@@ -487,8 +446,6 @@ async def list_messages(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/chat/keys", publish_keys, methods=["PUT"]),
-    Route("/chat/keys/{key_id}", get_key, methods=["GET"]),
     Route("/chat/threads", create_thread, methods=["POST"]),
     Route("/chat/threads", list_threads, methods=["GET"]),
     Route("/chat/threads/{thread_id}", get_thread, methods=["GET"]),

@@ -1,7 +1,7 @@
 """Python side of the encrypted chat: key pairs, sealing and opening envelopes.
 
-The private keys stay in this process (or in a file the caller chooses); central
-only ever sees public keys and envelopes. ``ChatIdentity`` seals a text for a list
+The private keys stay in this process, or in a file the caller chooses. Central
+only ever receives public keys and envelopes. ``ChatIdentity`` seals a text for a list
 of recipient keys and opens envelopes addressed to it, rejecting a forged, altered
 or replayed one with ``ChatRejected``. ``ChatClient`` talks to central's /chat
 routes with httpx. The format is in ``protocol.chat`` and ``docs/chat.md``.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,7 +129,9 @@ class ChatIdentity:
         text = path.read_bytes()
         marker = b"-----END PRIVATE KEY-----"
         first, second = (part + marker for part in text.split(marker)[:2])
-        keys = [serialization.load_pem_private_key(pem, None) for pem in (first, second)]
+        keys = [
+            serialization.load_pem_private_key(pem, None) for pem in (first, second)
+        ]
         for key in keys:
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{path} does not contain two EC private keys")
@@ -138,7 +141,9 @@ class ChatIdentity:
         self, thread_id: str, text: str, recipients: list[RecipientKey]
     ) -> ChatEnvelope:
         """Encrypt ``text`` for every recipient key and sign the envelope."""
-        self.counter += 1
+        # The clock is a floor so that a key loaded again from a file, which does
+        # not store the counter, does not repeat a counter it used before.
+        self.counter = max(self.counter + 1, time.time_ns() // 1_000_000)
         ephemeral = ec.generate_private_key(CURVE)
         envelope = ChatEnvelope(
             message_id=str(uuid.uuid4()),
@@ -156,24 +161,27 @@ class ChatIdentity:
             signature="",
         )
         header = header_bytes(envelope)
+
         content_key = AESGCM.generate_key(bit_length=AES_KEY_BYTES * 8)
         nonce = os.urandom(GCM_NONCE_BYTES)
         envelope.nonce = _b64encode(nonce)
         envelope.ciphertext = _b64encode(
             AESGCM(content_key).encrypt(nonce, text.encode("utf-8"), header)
         )
+
         ordered = sorted(recipients, key=lambda key: (key.user_id, key.key_id))
         envelope.recipients = [
             _wrap(ephemeral, envelope.message_id, header, content_key, recipient)
             for recipient in ordered
         ]
-        der = self.signing_private.sign(signed_bytes(envelope), ec.ECDSA(hashes.SHA256()))
+
+        der = self.signing_private.sign(
+            signed_bytes(envelope), ec.ECDSA(hashes.SHA256())
+        )
         envelope.signature = _b64encode(_der_to_raw(der))
         return envelope
 
-    def open(
-        self, envelope: ChatEnvelope, sender: RecipientKey, thread_id: str
-    ) -> str:
+    def open(self, envelope: ChatEnvelope, sender: RecipientKey, thread_id: str) -> str:
         """Verify and decrypt an envelope from ``sender``; return its text."""
         message_id = envelope.message_id
         try:
@@ -182,7 +190,10 @@ class ChatIdentity:
             raise ChatRejected(message_id, str(exc)) from None
         if envelope.thread_id != thread_id:
             raise ChatRejected(message_id, f"addressed to thread {envelope.thread_id}")
-        if (sender.user_id, sender.key_id) != (envelope.sender_id, envelope.sender_key_id):
+        if (sender.user_id, sender.key_id) != (
+            envelope.sender_id,
+            envelope.sender_key_id,
+        ):
             raise ChatRejected(message_id, "sender key does not match the envelope")
         _verify(envelope, sender)
         self._check_replay(envelope)
@@ -242,7 +253,9 @@ def _wrap(
     )
 
 
-def _wrapping_key(shared: bytes, message_id: str, user_id: str, key_ident: str) -> bytes:
+def _wrapping_key(
+    shared: bytes, message_id: str, user_id: str, key_ident: str
+) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(),
         length=AES_KEY_BYTES,
@@ -256,7 +269,8 @@ def _verify(envelope: ChatEnvelope, sender: RecipientKey) -> None:
     if len(raw) != 2 * SCALAR_BYTES:
         raise ChatRejected(envelope.message_id, "signature is not 64 bytes")
     der = encode_dss_signature(
-        int.from_bytes(raw[:SCALAR_BYTES], "big"), int.from_bytes(raw[SCALAR_BYTES:], "big")
+        int.from_bytes(raw[:SCALAR_BYTES], "big"),
+        int.from_bytes(raw[SCALAR_BYTES:], "big"),
     )
     try:
         _public_key(sender.signing_public).verify(
@@ -304,7 +318,9 @@ class ChatClient:
         self._keys: dict[str, RecipientKey] = {}
 
     async def publish_keys(self) -> dict[str, object]:
-        response = await self.http.put("/chat/keys", json=self.identity.public_keys_json())
+        response = await self.http.put(
+            "/chat/keys", json=self.identity.public_keys_json()
+        )
         response.raise_for_status()
         return response.json()
 
@@ -317,7 +333,9 @@ class ChatClient:
         return response.json()
 
     async def threads(self, patient_id: str) -> list[dict[str, object]]:
-        response = await self.http.get("/chat/threads", params={"patient_id": patient_id})
+        response = await self.http.get(
+            "/chat/threads", params={"patient_id": patient_id}
+        )
         response.raise_for_status()
         return response.json()["threads"]
 
@@ -339,9 +357,12 @@ class ChatClient:
         return keys
 
     async def send(self, thread_id: str, text: str) -> ChatEnvelope:
-        envelope = self.identity.seal(thread_id, text, await self.member_keys(thread_id))
+        envelope = self.identity.seal(
+            thread_id, text, await self.member_keys(thread_id)
+        )
         response = await self.http.post(
-            f"/chat/threads/{thread_id}/messages", content=msgspec.json.encode(envelope),
+            f"/chat/threads/{thread_id}/messages",
+            content=msgspec.json.encode(envelope),
             headers={"Content-Type": "application/json"},
         )
         response.raise_for_status()

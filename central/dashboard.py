@@ -33,8 +33,8 @@ from central.services import services_of
 logger = logging.getLogger(__name__)
 
 STATIC_DIRECTORY = Path(__file__).with_name("dashboard")
-# IEC 60601-1-8 lets an operator pause an alarm's audio for a limited time; two
-# minutes is a common default, and five an upper bound so a pause cannot be forgotten.
+# IEC 60601-1-8 lets an operator pause an alarm's audio for a limited time. Two
+# minutes is a common default. The five-minute cap keeps a pause from being forgotten.
 DEFAULT_AUDIO_PAUSE_S = 120
 MAX_AUDIO_PAUSE_S = 300
 SECURITY_HEADERS = [
@@ -82,7 +82,8 @@ async def pause_alarm_audio(request: Request) -> JSONResponse:
         pause = msgspec.json.decode(body or b"{}", type=AudioPause)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ApiError(
-            400, f'invalid audio pause: {exc}; send {{"seconds": 1..{MAX_AUDIO_PAUSE_S}}}'
+            400,
+            f'invalid audio pause: {exc}; send {{"seconds": 1..{MAX_AUDIO_PAUSE_S}}}',
         ) from None
     paused_until = datetime.now(UTC) + timedelta(seconds=pause.seconds)
     await services.audit.record(
@@ -98,7 +99,10 @@ async def pause_alarm_audio(request: Request) -> JSONResponse:
     )
     logger.info(
         "alarm %s of patient %s: audio paused for %d s by user %s",
-        alarm_id, patient_id, pause.seconds, principal.user_id,
+        alarm_id,
+        patient_id,
+        pause.seconds,
+        principal.user_id,
     )
     return JSONResponse(
         {

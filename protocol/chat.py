@@ -29,17 +29,23 @@ WRAP_INFO_PREFIX = "aura-chat/1 wrap"
 P256_POINT_BYTES = 65
 KEY_ID_HEX_CHARS = 32
 MAX_RECIPIENTS = 64
-# About 4000 characters of text after base64 and the GCM tag.
+# Room for 4000 characters in any script (up to 4 UTF-8 bytes each), plus the
+# 16-byte GCM tag, after base64.
 MAX_CIPHERTEXT_B64 = 24_000
 
 Base64 = Annotated[
-    str, msgspec.Meta(min_length=4, max_length=MAX_CIPHERTEXT_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$")
+    str,
+    msgspec.Meta(
+        min_length=4, max_length=MAX_CIPHERTEXT_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$"
+    ),
 ]
 KeyId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
 ThreadId = Annotated[str, msgspec.Meta(pattern=r"^T-[0-9a-f]{32}$")]
 MessageId = Annotated[
     str,
-    msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    msgspec.Meta(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    ),
 ]
 UserId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]
 # Millisecond UTC time as JavaScript's Date.toISOString writes it.
@@ -106,7 +112,11 @@ def header_bytes(envelope: ChatEnvelope) -> bytes:
 
 def signed_bytes(envelope: ChatEnvelope) -> bytes:
     """Return what the sender signs: header, body and every wrapped key, in order."""
-    lines = [header_bytes(envelope).decode("ascii"), envelope.nonce, envelope.ciphertext]
+    lines = [
+        header_bytes(envelope).decode("ascii"),
+        envelope.nonce,
+        envelope.ciphertext,
+    ]
     for recipient in envelope.recipients:
         lines.append(
             " ".join(

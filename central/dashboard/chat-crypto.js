@@ -158,7 +158,8 @@ export class ChatIdentity {
 
   // Encrypt text for every recipient key ({user_id, key_id, ecdh_public}) and sign.
   async seal(threadId, text, recipients) {
-    this.counter += 1;
+    // The clock is a floor so that two tabs sharing this key rarely repeat a counter.
+    this.counter = Math.max(this.counter + 1, Date.now());
     await this.save();
     const ephemeral = await crypto.subtle.generateKey(ECDH, true, ["deriveBits"]);
     const env = {

@@ -8,37 +8,24 @@ directory of the test session).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from browser_testkit import run_async
 
 from demo.stack import Stack
 
-T = TypeVar("T")
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 # The board replays record 100 in real time and flat-lines the lead from 8 s to
 # 16 s, so the asystole alarm is raised about 12 s after the board starts.
 FLATLINE_AT_S = 8.0
 FLATLINE_FOR_S = 8.0
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on its own loop in a worker thread.
-
-    Playwright's sync API owns this thread's event loop, so asyncpg and httpx code
-    runs beside it rather than inside it.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def chromium_path() -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from conftest import run_async
+from browser_testkit import run_async
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from central.auth import hash_secret
@@ -109,15 +109,17 @@ def test_asystole_alarm_acknowledged_and_audited(
     tile = ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]')
     expect(tile).to_have_class(re.compile(r"\balarm-high\b"))
     # IEC 60601-1-8: high priority flashes at 1.4 to 2.8 Hz.
-    period_s = float(tile.evaluate("e => parseFloat(getComputedStyle(e).animationDuration)"))
+    period_s = float(
+        tile.evaluate("e => parseFloat(getComputedStyle(e).animationDuration)")
+    )
     assert 1 / 2.8 <= period_s <= 1 / 1.4
     expect(tile.locator(".tile-alarm")).to_have_text("HIGH: asystole")
     ana.screenshot(path=str(artifacts_dir / "ward-alarm.png"))
 
     alarm.get_by_role("button", name=re.compile("^Pause the sound")).click()
-    expect(alarm.get_by_role("button", name=re.compile("^Pause the sound"))).to_have_text(
-        re.compile("Audio paused until")
-    )
+    expect(
+        alarm.get_by_role("button", name=re.compile("^Pause the sound"))
+    ).to_have_text(re.compile("Audio paused until"))
     alarm.get_by_role("button", name=re.compile("^Acknowledge")).click()
     expect(alarm).to_have_class(re.compile(r"\backnowledged\b"))
 
@@ -180,12 +182,16 @@ class physician_client:
         await self.http.aclose()
 
 
-async def physician_reads(ward: Stack, identity: ChatIdentity, thread_id: str) -> list[str]:
+async def physician_reads(
+    ward: Stack, identity: ChatIdentity, thread_id: str
+) -> list[str]:
     async with physician_client(ward, identity) as client:
         return [text for _, text in await client.read(thread_id)]
 
 
-async def physician_sends(ward: Stack, identity: ChatIdentity, thread_id: str, text: str) -> None:
+async def physician_sends(
+    ward: Stack, identity: ChatIdentity, thread_id: str, text: str
+) -> None:
     async with physician_client(ward, identity) as client:
         await client.send(thread_id, text)
 
@@ -203,7 +209,9 @@ def test_chat_between_browser_and_python_client(ana: Page, ward: Stack) -> None:
     identity = ChatIdentity.generate(run_async(add_physician(ward)))
     ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]').click()
     expect(ana.locator("#patient-view")).to_be_visible()
-    expect(ana.locator("#chat-key")).to_have_text(re.compile("fingerprint: [0-9a-f]{32}"))
+    expect(ana.locator("#chat-key")).to_have_text(
+        re.compile("fingerprint: [0-9a-f]{32}")
+    )
     ana.get_by_label("New thread").fill("Asystole at bed 1")
     ana.get_by_role("button", name="Start").click()
     expect(ana.locator("#thread-view")).to_be_visible()
@@ -292,7 +300,8 @@ BROWSER_TAMPER_CHECK = """async () => {
         other_thread: await outcome(sealed, 'T-' + '2'.repeat(32)),
         genuine: await outcome(sealed, thread),
         replayed: await outcome(sealed, thread),
-        extractable: alice.ecdh.privateKey.extractable || alice.signing.privateKey.extractable,
+        extractable: alice.ecdh.privateKey.extractable
+            || alice.signing.privateKey.extractable,
     };
 }"""
 
@@ -309,16 +318,22 @@ def test_browser_rejects_tampered_and_replayed_chat(ana: Page) -> None:
 def test_values_go_stale_and_screen_reconnects(ana: Page, ward: Stack) -> None:
     tile = ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]')
     heart_rate = tile.locator('[data-vital="hr"]')
-    expect(heart_rate).not_to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
+    expect(heart_rate).not_to_have_class(
+        re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS
+    )
 
     ward.stop("central")
     expect(ana.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     expect(heart_rate).to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
-    expect(tile.locator(".device-state")).to_have_text(re.compile(r"^no data for \d+ s$"))
+    expect(tile.locator(".device-state")).to_have_text(
+        re.compile(r"^no data for \d+ s$")
+    )
 
     ward.start_central()
     expect(ana.locator("#connection")).to_have_attribute(
         "data-state", "connected", timeout=LIVE_TIMEOUT_MS
     )
-    expect(heart_rate).not_to_have_class(re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS)
+    expect(heart_rate).not_to_have_class(
+        re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS
+    )
     expect(tile.locator(".device-state")).to_have_text("device live")

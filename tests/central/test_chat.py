@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import msgspec
 import httpx
+import msgspec
 import pytest
-from central_testkit import PASSWORD, Demo, LiveServer, bearer, connect_events, receive_json
+from central_testkit import (
+    PASSWORD,
+    Demo,
+    LiveServer,
+    bearer,
+    connect_events,
+    receive_json,
+)
 
 from central.auth import ROLE_NURSE, issue_token
 from central.chat_client import ChatClient, ChatIdentity, ChatRejected, RecipientKey
@@ -21,7 +28,9 @@ SECRET_TEXT = "Bed 1 potassium 6.8, please review"
 @pytest.fixture
 async def cara(services: Services, demo: Demo) -> tuple[int, str]:
     """A second nurse assigned to the demo patient."""
-    user_id = await upsert_user(services.pool, "nurse.cara", "Cara", PASSWORD, [ROLE_NURSE])
+    user_id = await upsert_user(
+        services.pool, "nurse.cara", "Cara", PASSWORD, [ROLE_NURSE]
+    )
     await ensure_assignment(services.pool, user_id, demo.patient_id)
     return user_id, issue_token(services.settings.jwt_secret, user_id, 900)
 
@@ -70,7 +79,9 @@ async def test_tampered_envelope_rejected(
 
     flipped = bytearray(msgspec.json.encode(envelope))
     ciphertext_at = flipped.index(envelope.ciphertext.encode()) + 10
-    flipped[ciphertext_at] = ord("A") if flipped[ciphertext_at] != ord("A") else ord("B")
+    flipped[ciphertext_at] = (
+        ord("A") if flipped[ciphertext_at] != ord("A") else ord("B")
+    )
     tampered = msgspec.json.decode(bytes(flipped), type=ChatEnvelope)
     with pytest.raises(ChatRejected, match="signature"):
         other.identity.open(tampered, sender, thread_id)
@@ -103,7 +114,9 @@ async def test_forged_sender_key_rejected(
     envelope = await ana.send(thread_id, SECRET_TEXT)
     impostor = ChatIdentity.generate(demo.ana_id)
     forged_key = RecipientKey(
-        str(demo.ana_id), envelope.sender_key_id, impostor.ecdh_public,
+        str(demo.ana_id),
+        envelope.sender_key_id,
+        impostor.ecdh_public,
         impostor.signing_public,
     )
     with pytest.raises(ChatRejected, match="signature"):
@@ -143,10 +156,18 @@ async def test_recipient_outside_thread_rejected(
     await other.publish_keys()
     thread = await ana.create_thread(demo.patient_id, "Not shared yet")
     keys = [
-        RecipientKey(str(demo.ana_id), ana.identity.key_id, ana.identity.ecdh_public,
-                     ana.identity.signing_public),
-        RecipientKey(str(cara[0]), other.identity.key_id, other.identity.ecdh_public,
-                     other.identity.signing_public),
+        RecipientKey(
+            str(demo.ana_id),
+            ana.identity.key_id,
+            ana.identity.ecdh_public,
+            ana.identity.signing_public,
+        ),
+        RecipientKey(
+            str(cara[0]),
+            other.identity.key_id,
+            other.identity.ecdh_public,
+            other.identity.signing_public,
+        ),
     ]
     envelope = ana.identity.seal(str(thread["id"]), SECRET_TEXT, keys)
     response = await ana.http.post(
@@ -157,11 +178,16 @@ async def test_recipient_outside_thread_rejected(
 
 
 async def test_chat_message_relayed_over_events(
-    client: httpx.AsyncClient, demo: Demo, cara: tuple[int, str], live_server: LiveServer
+    client: httpx.AsyncClient,
+    demo: Demo,
+    cara: tuple[int, str],
+    live_server: LiveServer,
 ) -> None:
     ana, other, thread_id = await shared_thread(client, demo, cara)
     async with connect_events(live_server, cara[1]) as socket:
-        await socket.send(f'{{"type":"subscribe","v":1,"patient_id":"{demo.patient_id}"}}')
+        await socket.send(
+            f'{{"type":"subscribe","v":1,"patient_id":"{demo.patient_id}"}}'
+        )
         assert (await receive_json(socket))["type"] == "subscribed"
         await ana.send(thread_id, SECRET_TEXT)
         event = await receive_json(socket)
@@ -195,7 +221,11 @@ async def test_thread_tied_to_unknown_alarm_rejected(
     response = await client.post(
         "/chat/threads",
         headers=bearer(demo.ana_token),
-        json={"patient_id": demo.patient_id, "title": "VT", "alarm_id": "no-such-alarm"},
+        json={
+            "patient_id": demo.patient_id,
+            "title": "VT",
+            "alarm_id": "no-such-alarm",
+        },
     )
     assert response.status_code == 404
     assert "no-such-alarm" in response.json()["error"]

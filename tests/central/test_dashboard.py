@@ -31,7 +31,9 @@ async def test_audio_pause_audited(
     client: httpx.AsyncClient, demo: Demo, services: Services
 ) -> None:
     path = f"/patients/{demo.patient_id}/alarms/alarm-1/audio-pause"
-    response = await client.post(path, headers=bearer(demo.ana_token), json={"seconds": 60})
+    response = await client.post(
+        path, headers=bearer(demo.ana_token), json={"seconds": 60}
+    )
     assert response.status_code == 200
     assert response.json()["alarm_id"] == "alarm-1"
     row = await services.pool.fetchrow(

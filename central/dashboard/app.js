@@ -67,10 +67,14 @@ async function start() {
     patientIds: state.patients.map((p) => p.id),
     onEvent: handleEvent,
     onState: showConnection,
-    onOpen: () => catchUp(),
+    onOpen: () => catchUp().catch((error) => console.warn("catching up failed", error)),
   });
   state.live.start();
-  state.wardTimer = setInterval(() => refreshWard(), WARD_REFRESH_MS);
+  // Assignments change (admissions, transfers, shifts), so the bed list is
+  // refreshed with the tasks and new patients are subscribed.
+  state.wardTimer = setInterval(() => {
+    refreshPeriodically().catch((error) => console.warn("ward refresh failed", error));
+  }, WARD_REFRESH_MS);
   requestAnimationFrame(drawFrame);
   chat.start(state.me.id).catch((error) => { $("chat-key").textContent = `Chat unavailable: ${error.message}`; });
 }
@@ -120,8 +124,10 @@ async function loadPatients() {
   for (const [id, tile] of state.tiles) {
     if (!keep.has(id)) { tile.element.remove(); state.tiles.delete(id); }
   }
+  const added = patients.filter((p) => !state.tiles.has(p.id)).map((p) => p.id);
   for (const patient of patients) if (!state.tiles.has(patient.id)) addTile(patient);
   if (patients[0]) $("ward-name").textContent = patients[0].ward || "";
+  return added;
 }
 
 function addTile(patient) {
@@ -210,9 +216,14 @@ function handleEvent(event) {
   if (event.type === "vitals.update" && tile) {
     tile.lastEventAt = Date.now();
     if (event.measurements && event.measurements.length) applyMeasurements(tile, event.measurements, Date.now());
-    if (event.waveform) tile.strip.add(event.waveform);
+    if (event.waveform) {
+      tile.strip.add(event.waveform);
+      tile.element.querySelector(".ecg-label").textContent = `${event.waveform.lead}  25 mm/s  10 mm/mV`;
+    }
   } else if (event.type === "patient.emergency") {
     onEmergency(event);
+  } else if (event.type === "alarm.escalated") {
+    refreshWard();
   } else if (event.type === "chat.message") {
     chat.onEvent(event);
   } else if (event.type === "error") {
@@ -240,9 +251,17 @@ function bedLabel(patientId) {
 
 // After a (re)connection: events sent meanwhile are lost, so fetch current state.
 async function catchUp() {
+  if (state.live === null) return;
   await loadPatients();
   for (const patient of state.patients) state.live.subscribe(patient.id);
   await Promise.all([refreshWard(), ...state.patients.map((p) => loadLatest(p.id))]);
+}
+
+async function refreshPeriodically() {
+  if (state.live === null) return;
+  const added = await loadPatients();
+  for (const id of added) state.live.subscribe(id);
+  await Promise.all([refreshWard(), ...added.map((id) => loadLatest(id))]);
 }
 
 // Show the newest stored values at once, each aged by its own measurement time.

@@ -24,6 +24,17 @@ pytestmark = pytest.mark.timeout(120)
 
 PHYSICIAN = "dr.cruz"
 LIVE_TIMEOUT_MS = 20_000
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+# Records each system notification the page raises, so a test can see it.
+RECORD_NOTIFICATIONS = """
+window.notificationTitles = [];
+window.Notification = class extends window.Notification {
+    constructor(title, options) {
+        super(title, options);
+        window.notificationTitles.push(title);
+    }
+};
+"""
 ALARM_TIMEOUT_MS = 30_000
 
 
@@ -39,6 +50,8 @@ def browser(chromium: str) -> Iterator[Browser]:
 
 def log_in(browser: Browser, ward: Stack, username: str) -> Page:
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    context.grant_permissions(["notifications"])
+    context.add_init_script(RECORD_NOTIFICATIONS)
     page = context.new_page()
     page.goto(f"{ward.base_url}/")
     page.get_by_label("User name").fill(username)
@@ -114,6 +127,13 @@ def test_asystole_alarm_acknowledged_and_audited(
     )
     assert 1 / 2.8 <= period_s <= 1 / 1.4
     expect(tile.locator(".tile-alarm")).to_have_text("HIGH: asystole")
+    ana.wait_for_function("() => document.title.includes('HIGH ALARM: asystole')")
+    notified = ana.evaluate("() => window.notificationTitles")
+    assert "high priority alarm: asystole" in notified
+    priorities = ana.locator("#alarm-list .alarm").evaluate_all(
+        "items => items.map(item => item.dataset.priority)"
+    )
+    assert priorities == sorted(priorities, key=PRIORITY_RANK.__getitem__)
     ana.screenshot(path=str(artifacts_dir / "ward-alarm.png"))
 
     alarm.get_by_role("button", name=re.compile("^Pause the sound")).click()
@@ -337,3 +357,66 @@ def test_values_go_stale_and_screen_reconnects(ana: Page, ward: Stack) -> None:
         re.compile(r"\bstale\b"), timeout=LIVE_TIMEOUT_MS
     )
     expect(tile.locator(".device-state")).to_have_text("device live")
+
+
+ALARM_FLASH_PERIODS = """() => {
+    const period = (priority) => {
+        const tile = document.createElement('article');
+        tile.className = 'tile alarm-' + priority;
+        document.body.append(tile);
+        const style = getComputedStyle(tile);
+        const seconds = style.animationName === 'none'
+            ? null : parseFloat(style.animationDuration);
+        tile.remove();
+        return seconds;
+    };
+    return { high: period('high'), medium: period('medium'), low: period('low') };
+}"""
+
+
+def test_alarm_flash_rates_follow_iec(ana: Page) -> None:
+    periods = ana.evaluate(ALARM_FLASH_PERIODS)
+    # IEC 60601-1-8: high 1.4 to 2.8 Hz, medium 0.4 to 0.8 Hz, low steady.
+    assert 1.4 <= 1 / periods["high"] <= 2.8
+    assert 0.4 <= 1 / periods["medium"] <= 0.8
+    assert periods["low"] is None
+
+
+ECG_GAP_CHECK = """async () => {
+    const { EcgStrip } = await import('/ward/ecg.js');
+    const canvas = document.createElement('canvas');
+    canvas.style.width = '400px';
+    canvas.style.height = '100px';
+    document.body.append(canvas);
+    const strip = new EcgStrip(canvas);
+    const chunk = (first) => ({ sample_rate_hz: 250, first_sample_index: first,
+        scale_uv: 5, samples: new Array(250).fill(100) });
+    strip.add(chunk(0));
+    strip.add(chunk(500));  // samples 250 to 499 never arrived
+    strip.frame(0);
+    strip.playhead = 0;
+    for (let ms = 100; ms <= 3000; ms += 100) strip.frame(ms);
+    const ratio = canvas.width / 400;
+    const drawn = (fromPx, toPx) => {
+        const data = canvas.getContext('2d').getImageData(
+            fromPx * ratio, 0, (toPx - fromPx) * ratio, canvas.height).data;
+        let count = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 0) count += 1;
+        return count;
+    };
+    const pxPerSample = 25 * (96 / 25.4) / 250;
+    const result = {
+        before: drawn(10, 240 * pxPerSample),
+        gap: drawn(260 * pxPerSample, 490 * pxPerSample),
+        after: drawn(510 * pxPerSample, 700 * pxPerSample),
+    };
+    canvas.remove();
+    return result;
+}"""
+
+
+def test_ecg_leaves_missing_samples_blank(ana: Page) -> None:
+    pixels = ana.evaluate(ECG_GAP_CHECK)
+    assert pixels["before"] > 0
+    assert pixels["gap"] == 0
+    assert pixels["after"] > 0

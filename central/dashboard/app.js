@@ -254,7 +254,7 @@ async function catchUp() {
   if (state.live === null) return;
   await loadPatients();
   for (const patient of state.patients) state.live.subscribe(patient.id);
-  await Promise.all([refreshWard(), ...state.patients.map((p) => loadLatest(p.id))]);
+  await Promise.all([refreshWard(), chat.catchUp(), ...state.patients.map((p) => loadLatest(p.id))]);
 }
 
 async function refreshPeriodically() {
@@ -429,11 +429,11 @@ async function drawTrends(patientId) {
   const history = await api.get(`/patients/${encodeURIComponent(patientId)}/history?${window}&minutes=${TREND_HOURS * 60}`);
   const minutes = (history.heart_rate && history.heart_rate.minutes) || [];
   const hrPoints = minutes.map((m) => ({ t: Date.parse(m.minute) + 30000, v: m.mean, min: m.min, max: m.max }));
-  drawTrend($("trend-hr"), { since: since.getTime(), until: until.getTime(), unit: "/min", yMin: 0, yMax: 200,
+  drawTrend($("trend-hr"), { since: since.getTime(), until: until.getTime(), yMin: 0, yMax: 200,
     series: [{ color: "#39ff7a", points: hrPoints }], band: { color: "#39ff7a", points: hrPoints } });
   const [spo2, rr] = await Promise.all([
     fetchVitals(patientId, CODES.spo2, since, until), fetchVitals(patientId, CODES.rr, since, until)]);
-  drawTrend($("trend-spo2"), { since: since.getTime(), until: until.getTime(), unit: "% and /min", yMin: 0, yMax: 100,
+  drawTrend($("trend-spo2"), { since: since.getTime(), until: until.getTime(), yMin: 0, yMax: 100,
     series: [{ color: "#1fd6ff", points: spo2 }, { color: "#ffd21f", points: rr }] });
   const list = $("history-alarms");
   list.replaceChildren();

@@ -12,6 +12,7 @@ export class ChatPanel {
     this.thread = null;
     this.senderKeys = new Map();
     this.shown = new Set();
+    this.lastId = 0;
     $("thread-form").addEventListener("submit", (e) => { e.preventDefault(); this.createThread(); });
     $("member-form").addEventListener("submit", (e) => { e.preventDefault(); this.addMember(); });
     $("message-form").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
@@ -67,12 +68,20 @@ export class ChatPanel {
     }
     this.thread = thread;
     this.shown = new Set();
+    this.lastId = 0;
     $("thread-view").hidden = false;
     $("thread-name").textContent = thread.title;
     this.showMembers();
     $("messages").replaceChildren();
-    const { messages } = await this.api.get(`/chat/threads/${threadId}/messages`);
-    for (const item of messages) await this.receive(item.envelope);
+    await this.catchUp();
+  }
+
+  // Fetch what was stored after the newest message shown, for example after the
+  // events socket was down.
+  async catchUp() {
+    if (!this.thread) return;
+    const { messages } = await this.api.get(`/chat/threads/${this.thread.id}/messages?after_id=${this.lastId}`);
+    for (const item of messages) await this.receive(item.envelope, item.id);
   }
 
   showMembers() {
@@ -96,6 +105,7 @@ export class ChatPanel {
       // Fetch the members again so the message is sealed for exactly those who may
       // read the patient now.
       this.thread = await this.api.get(`/chat/threads/${this.thread.id}`);
+      this.showMembers();
       const recipients = this.thread.members.filter((m) => m.key).map((m) => m.key);
       const envelope = await this.identity.seal(this.thread.id, text, recipients);
       await this.api.post(`/chat/threads/${this.thread.id}/messages`, envelope);
@@ -107,10 +117,11 @@ export class ChatPanel {
   // A chat.message event from /events.
   async onEvent(event) {
     if (!this.thread || event.thread_id !== this.thread.id) return;
-    await this.receive(event.envelope);
+    await this.receive(event.envelope, event.id);
   }
 
-  async receive(envelope) {
+  async receive(envelope, storedId) {
+    this.lastId = Math.max(this.lastId, storedId);
     // History and the live event can both deliver a message; show it once.
     if (this.shown.has(envelope.message_id)) return;
     this.shown.add(envelope.message_id);
@@ -118,7 +129,13 @@ export class ChatPanel {
     item.dataset.messageId = envelope.message_id;
     const from = document.createElement("div");
     from.className = "from";
-    const sender = this.thread.members.find((m) => m.user_id === envelope.sender_id);
+    let sender = this.thread.members.find((m) => m.user_id === envelope.sender_id);
+    if (!sender) {
+      // A colleague who joined after the thread was opened.
+      this.thread = await this.api.get(`/chat/threads/${this.thread.id}`);
+      this.showMembers();
+      sender = this.thread.members.find((m) => m.user_id === envelope.sender_id);
+    }
     from.textContent = `${sender ? sender.display_name : "user " + envelope.sender_id}, ${new Date(envelope.sent_at).toLocaleTimeString()}`;
     const body = document.createElement("div");
     try {

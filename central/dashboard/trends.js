@@ -1,6 +1,6 @@
 // Trend plots drawn on a canvas: lines per series over a shared time axis.
 
-export function drawTrend(canvas, { since, until, series, yMin, yMax, unit, band }) {
+export function drawTrend(canvas, { since, until, series, yMin, yMax, band }) {
   const ratio = window.devicePixelRatio || 1;
   const { width, height } = canvas.getBoundingClientRect();
   canvas.width = Math.round(width * ratio);
@@ -31,9 +31,14 @@ export function drawTrend(canvas, { since, until, series, yMin, yMax, unit, band
   const hours = (until - since) / 3600000;
   for (let h = 0; h <= hours; h += 1) {
     const t = until - h * 3600000;
-    ctx.fillText(h === 0 ? "now" : `-${h} h`, x(t) - 12, height - 4);
+    const label = h === 0 ? "now" : `-${h} h`;
+    ctx.textAlign = h === 0 ? "right" : "center";
+    ctx.fillText(label, h === 0 ? width - 8 : x(t), height - 4);
   }
-  ctx.fillText(unit, 4, 12);
+  ctx.textAlign = "left";
+  if (series.every((line) => line.points.length === 0)) {
+    ctx.fillText("no values in this period", left + 8, 24);
+  }
 
   if (band) {
     ctx.globalAlpha = 0.25;

@@ -225,7 +225,9 @@ async def stored_envelopes(ward: Stack) -> list[str]:
     return [row["e"] for row in rows]
 
 
-def test_chat_between_browser_and_python_client(ana: Page, ward: Stack) -> None:
+def test_chat_between_browser_and_python_client(
+    ana: Page, ward: Stack, artifacts_dir: Path
+) -> None:
     identity = ChatIdentity.generate(run_async(add_physician(ward)))
     ana.locator(f'.tile[data-patient-id="{PATIENT_ID}"]').click()
     expect(ana.locator("#patient-view")).to_be_visible()
@@ -248,6 +250,7 @@ def test_chat_between_browser_and_python_client(ana: Page, ward: Stack) -> None:
     from_python = "Reviewed: lead came off, patient fine"
     run_async(physician_sends(ward, identity, thread_id, from_python))
     expect(ana.locator("#messages .text").last).to_have_text(from_python)
+    ana.screenshot(path=str(artifacts_dir / "patient-chat.png"))
 
     envelopes = run_async(stored_envelopes(ward))
     assert len(envelopes) == 2

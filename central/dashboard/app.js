@@ -233,6 +233,8 @@ function handleEvent(event) {
   }
 }
 
+// TODO: /care/ward does not say whether an alarm was acknowledged, so an
+// acknowledgement made on another screen shows here only once the device clears it.
 function onEmergency(event) {
   const key = alarmKey(event.patient_id, event.alarm_id);
   if (event.state === "cleared") state.alarms.delete(key);

@@ -60,5 +60,11 @@ export function drawTrend(canvas, { since, until, series, yMin, yMax, band }) {
       previous = point.t;
     }
     ctx.stroke();
+    // Sparse series such as minute statistics also get a dot per value, so a
+    // single minute of data is visible.
+    if (line.points.length <= 240) {
+      ctx.fillStyle = line.color;
+      for (const point of line.points) ctx.fillRect(x(point.t) - 1.5, y(point.v) - 1.5, 3, 3);
+    }
   }
 }

@@ -19,6 +19,7 @@ from central.chat_client import ChatClient, ChatIdentity, ChatRejected, Recipien
 from central.services import Services
 from central.users import ensure_assignment, upsert_user
 from protocol.chat import ChatEnvelope
+from protocol.messages import ChatMessageEvent, decode_server_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -192,6 +193,7 @@ async def test_chat_message_relayed_over_events(
         await ana.send(thread_id, SECRET_TEXT)
         event = await receive_json(socket)
     assert event["type"] == "chat.message"
+    assert isinstance(decode_server_event(msgspec.json.encode(event)), ChatMessageEvent)
     envelope = msgspec.convert(event["envelope"], ChatEnvelope)
     sender = await other.sender_key(envelope.sender_key_id)
     assert other.identity.open(envelope, sender, thread_id) == SECRET_TEXT

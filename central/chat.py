@@ -64,10 +64,11 @@ def _audit(
     principal: Principal,
     action: str,
     patient_id: str | None = None,
+    executor: asyncpg.Pool | asyncpg.Connection | None = None,
     **detail: object,
 ) -> Any:
     return services.audit.record(
-        services.pool,
+        executor or services.pool,
         Actor.user(principal.user_id),
         action,
         patient_id=patient_id,
@@ -104,14 +105,15 @@ async def create_thread(request: Request) -> JSONResponse:
             thread_id,
             principal.user_id,
         )
-    await _audit(
-        services,
-        principal,
-        "chat.thread.create",
-        new.patient_id,
-        thread_id=thread_id,
-        alarm_id=new.alarm_id,
-    )
+        await _audit(
+            services,
+            principal,
+            "chat.thread.create",
+            new.patient_id,
+            connection,
+            thread_id=thread_id,
+            alarm_id=new.alarm_id,
+        )
     thread = await _load_thread(services.pool, thread_id)
     return JSONResponse(_thread_json(thread, is_member=True), status_code=201)
 
@@ -155,7 +157,7 @@ async def _readable_thread(
 
 
 async def _require_member(
-    services: Services, principal: Principal, thread: asyncpg.Record
+    services: Services, principal: Principal, thread: asyncpg.Record, action: str
 ) -> None:
     member = await services.pool.fetchval(
         """
@@ -167,6 +169,13 @@ async def _require_member(
         principal.user_id,
     )
     if not member:
+        services.counters.increment("chat.rejected")
+        logger.warning(
+            "rejected %s by user %s: not a member of chat thread %s",
+            action,
+            principal.user_id,
+            thread["id"],
+        )
         raise ApiError(
             403,
             f"you are not a member of chat thread {thread['id']}; join it first",
@@ -262,7 +271,7 @@ async def add_member(request: Request) -> JSONResponse:
     )
     new = await read_json_body(request, NewMember, "member")
     if new.user_id != principal.user_id:
-        await _require_member(services, principal, thread)
+        await _require_member(services, principal, thread, "chat.member.add")
     target = await load_principal(services.pool, new.user_id)
     if target is None or not await may_read(
         services.pool, target, thread["patient_id"]
@@ -316,33 +325,52 @@ async def post_message(request: Request) -> JSONResponse:
     thread = await _readable_thread(
         services, principal, request.path_params["thread_id"], "chat.message.post"
     )
-    await _require_member(services, principal, thread)
-    envelope = await read_json_body(request, ChatEnvelope, "chat envelope")
+    await _require_member(services, principal, thread, "chat.message.post")
     try:
-        check_envelope(envelope)
-    except ProtocolError as exc:
-        raise ApiError(400, f"invalid chat envelope: {exc}") from None
-    await _check_envelope_parties(services.pool, principal, thread, envelope)
-    row_id = await _store(services.pool, principal, envelope)
+        envelope = await read_json_body(request, ChatEnvelope, "chat envelope")
+        _check_envelope(envelope)
+        await _check_envelope_parties(services.pool, principal, thread, envelope)
+        async with services.pool.acquire() as connection, connection.transaction():
+            row_id = await _store(connection, principal, envelope)
+            await _audit(
+                services,
+                principal,
+                "chat.message.post",
+                thread["patient_id"],
+                connection,
+                thread_id=thread["id"],
+                message_id=envelope.message_id,
+                recipients=len(envelope.recipients),
+            )
+    except ApiError as exc:
+        services.counters.increment("chat.rejected")
+        logger.warning(
+            "rejected chat message from user %s in thread %s: %s",
+            principal.user_id,
+            thread["id"],
+            exc.message,
+        )
+        raise
+
     event = ChatMessageEvent(
         patient_id=thread["patient_id"],
         thread_id=thread["id"],
         id=row_id,
         envelope=envelope,
     )
+    # NOTE: every client subscribed to the patient receives the event, members of
+    # the thread or not; non-members can see only the envelope's metadata.
     services.hub.publish(thread["patient_id"], encode(event).decode(), droppable=False)
-    await _audit(
-        services,
-        principal,
-        "chat.message.post",
-        thread["patient_id"],
-        thread_id=thread["id"],
-        message_id=envelope.message_id,
-        recipients=len(envelope.recipients),
-    )
     return JSONResponse(
         {"id": row_id, "message_id": envelope.message_id}, status_code=201
     )
+
+
+def _check_envelope(envelope: ChatEnvelope) -> None:
+    try:
+        check_envelope(envelope)
+    except ProtocolError as exc:
+        raise ApiError(400, f"invalid chat envelope: {exc}") from None
 
 
 async def _check_envelope_parties(
@@ -379,10 +407,10 @@ async def _check_envelope_parties(
 
 
 async def _store(
-    pool: asyncpg.Pool, principal: Principal, envelope: ChatEnvelope
+    connection: asyncpg.Connection, principal: Principal, envelope: ChatEnvelope
 ) -> int:
     try:
-        row_id: int = await pool.fetchval(
+        row_id: int = await connection.fetchval(
             """
             INSERT INTO chat_messages
                 (message_id, thread_id, sender_id, sender_key_id, counter, envelope)
@@ -412,7 +440,7 @@ async def list_messages(request: Request) -> JSONResponse:
     thread = await _readable_thread(
         services, principal, request.path_params["thread_id"], "chat.messages.read"
     )
-    await _require_member(services, principal, thread)
+    await _require_member(services, principal, thread, "chat.messages.read")
     after_id = parse_int("after_id", request.query_params.get("after_id"), 0, 0, 2**62)
     limit = parse_int(
         "limit", request.query_params.get("limit"), DEFAULT_PAGE, 1, MAX_PAGE

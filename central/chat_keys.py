@@ -90,12 +90,12 @@ async def publish_keys(request: Request) -> JSONResponse:
             ecdh,
             signing,
         )
-    await services.audit.record(
-        services.pool,
-        Actor.user(principal.user_id),
-        "chat.keys.publish",
-        detail={"key_id": ident},
-    )
+        await services.audit.record(
+            connection,
+            Actor.user(principal.user_id),
+            "chat.keys.publish",
+            detail={"key_id": ident},
+        )
     logger.info("user %s published chat key %s", principal.user_id, ident)
     return JSONResponse({"key_id": ident, "user_id": str(principal.user_id)})
 

@@ -1,7 +1,7 @@
 """Chat key routes: publish one's public keys, fetch anyone's by key id.
 
-Public keys are not secret, so any logged-in user may fetch any key; what a key id
-names cannot be changed, because the id is a hash of both public keys. Private keys
+Public keys are not secret, so any logged-in user may fetch any key. A key id always
+names the same pair, because the id is a hash of both public keys. Private keys
 never reach central (see ``docs/chat.md``).
 """
 
@@ -30,16 +30,16 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
-async def read_json_body(request: Request, kind: type[Any], what: str) -> Any:
+async def read_json_body(request: Request, kind: type[Any], description: str) -> Any:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"{what} is larger than {MAX_BODY_BYTES} bytes")
+        raise ApiError(413, f"{description} is larger than {MAX_BODY_BYTES} bytes")
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid {what}: {exc}") from None
+        raise ApiError(400, f"invalid {description}: {exc}") from None
     except msgspec.DecodeError:
-        raise ApiError(400, f"{what} must be a JSON object") from None
+        raise ApiError(400, f"{description} must be a JSON object") from None
 
 
 def _check_point(name: str, encoded: str) -> bytes:
@@ -64,20 +64,20 @@ async def publish_keys(request: Request) -> JSONResponse:
     keys = await read_json_body(request, PublicKeys, "public keys")
     ecdh = _check_point("ecdh_public", keys.ecdh_public)
     signing = _check_point("signing_public", keys.signing_public)
-    ident = key_id(ecdh, signing)
+    new_key_id = key_id(ecdh, signing)
     async with services.pool.acquire() as connection, connection.transaction():
         owner = await connection.fetchval(
-            "SELECT user_id FROM chat_keys WHERE key_id = $1", ident
+            "SELECT user_id FROM chat_keys WHERE key_id = $1", new_key_id
         )
         if owner is not None and owner != principal.user_id:
-            raise ApiError(409, f"key {ident} belongs to another user")
+            raise ApiError(409, f"key {new_key_id} belongs to another user")
         await connection.execute(
             """
             UPDATE chat_keys SET superseded_at = now()
             WHERE user_id = $1 AND superseded_at IS NULL AND key_id <> $2
             """,
             principal.user_id,
-            ident,
+            new_key_id,
         )
         await connection.execute(
             """
@@ -85,7 +85,7 @@ async def publish_keys(request: Request) -> JSONResponse:
             VALUES ($1, $2, $3, $4)
             ON CONFLICT (key_id) DO UPDATE SET superseded_at = NULL
             """,
-            ident,
+            new_key_id,
             principal.user_id,
             ecdh,
             signing,
@@ -94,10 +94,10 @@ async def publish_keys(request: Request) -> JSONResponse:
             connection,
             Actor.user(principal.user_id),
             "chat.keys.publish",
-            detail={"key_id": ident},
+            detail={"key_id": new_key_id},
         )
-    logger.info("user %s published chat key %s", principal.user_id, ident)
-    return JSONResponse({"key_id": ident, "user_id": str(principal.user_id)})
+    logger.info("user %s published chat key %s", principal.user_id, new_key_id)
+    return JSONResponse({"key_id": new_key_id, "user_id": str(principal.user_id)})
 
 
 def key_json(row: asyncpg.Record) -> dict[str, object]:
@@ -117,12 +117,12 @@ async def get_key(request: Request) -> JSONResponse:
     """Return one published key pair by id; public keys are not secret."""
     await require_user(request)
     services = services_of(request)
-    ident = request.path_params["key_id"]
+    new_key_id = request.path_params["key_id"]
     row = await services.pool.fetchrow(
-        "SELECT * FROM chat_keys WHERE key_id = $1", ident
+        "SELECT * FROM chat_keys WHERE key_id = $1", new_key_id
     )
     if row is None:
-        raise ApiError(404, f"no chat key with id {ident[:64]!r}")
+        raise ApiError(404, f"no chat key with id {new_key_id[:64]!r}")
     return JSONResponse(key_json(row))
 
 

@@ -36,6 +36,10 @@ KNOWN_AURA_VARIABLES = frozenset(
         "AURA_LOG_LEVEL",
         "AURA_ALLOW_AUDIT_OFF",
         "AURA_TEST_DATABASE_URL",
+        # The browser tests' switches, accepted for the same reason.
+        "AURA_REQUIRE_BROWSER",
+        "AURA_ARTIFACTS_DIR",
+        "AURA_CHROMIUM",
     }
 )
 

@@ -83,7 +83,9 @@ function logout(reason) {
   if (state.live) state.live.stop();
   clearInterval(state.wardTimer);
   signals.stop();
+  chat.reset();
   api.token = null;
+  $("session").hidden = true;
   state.live = null;
   state.tiles.clear();
   state.alarms.clear();
@@ -102,6 +104,15 @@ function showView(view) {
   $("patient-view").hidden = view !== "patient";
   if (view === "ward") for (const tile of state.tiles.values()) tile.strip.resize();
 }
+
+// Canvases keep their pixel size, so they are sized again when the window changes.
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (state.view === "ward") for (const tile of state.tiles.values()) tile.strip.resize();
+  }, 200);
+});
 
 function showConnection({ state: connection, delayMs }) {
   const badge = $("connection");

@@ -18,6 +18,15 @@ export class ChatPanel {
     $("message-form").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
   }
 
+  reset() {
+    this.identity = null;
+    this.patientId = null;
+    this.thread = null;
+    this.senderKeys.clear();
+    $("thread-view").hidden = true;
+    $("messages").replaceChildren();
+  }
+
   async start(userId) {
     this.identity = await ChatIdentity.loadOrCreate(userId);
     await this.api.put("/chat/keys", this.identity.publicKeysJson());

@@ -240,7 +240,11 @@ function handleEvent(event) {
   } else if (event.type === "error") {
     console.warn("events:", event.status, event.message);
     if (event.status === 401) logout("your session ended; log in again");
-    else if (event.status === 403) loadPatients();
+    else if (event.status === 403) {
+      // The assignment ended: stop asking for this patient and drop the tile.
+      if (state.live && event.patient_id) state.live.patientIds.delete(event.patient_id);
+      loadPatients().catch((error) => console.warn("reloading patients failed", error));
+    }
   }
 }
 

@@ -43,8 +43,11 @@ def chromium() -> str:
     path = chromium_path()
     required = os.environ.get("AURA_REQUIRE_BROWSER") == "1"
     problem = None
-    if path is None:
-        problem = "no Chromium at /usr/bin/chromium (apt-get install -y chromium)"
+    if path is None or not Path(path).exists():
+        problem = (
+            f"no Chromium at {path or '/usr/bin/chromium'} "
+            "(apt-get install -y chromium, or set AURA_CHROMIUM)"
+        )
     else:
         try:
             import playwright.sync_api  # noqa: F401

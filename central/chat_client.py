@@ -384,7 +384,10 @@ class ChatClient:
         return self._keys[key_ident]
 
     async def read(self, thread_id: str) -> list[tuple[ChatEnvelope, str]]:
-        """Fetch the thread and open each envelope not seen before."""
+        """Fetch the thread and open each envelope not seen before.
+
+        Raises ChatRejected at the first envelope that fails a check.
+        """
         opened = []
         for envelope in await self.fetch(thread_id):
             if envelope.message_id in self.identity.seen_message_ids:

@@ -6,6 +6,8 @@
 export const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
 // Pulses per burst and seconds between bursts, after the IEC 60601-1-8 patterns:
 // high priority repeats a 10-pulse burst, medium a 3-pulse burst, low 1 or 2 pulses.
+// NOTE: pulse spacing, pitch and repeat times are approximations and have not been
+// measured against the standard's tolerances.
 const PATTERNS = {
   high: { pulses: [0, 0.2, 0.4, 1.0, 1.2, 2.2, 2.4, 2.6, 3.2, 3.4], hz: 880, every: 8 },
   medium: { pulses: [0, 0.3, 0.6], hz: 660, every: 12 },

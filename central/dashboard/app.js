@@ -8,8 +8,10 @@ import { AlarmSignals, PRIORITY_RANK } from "./alarms.js";
 import { drawTrend } from "./trends.js";
 import { ChatPanel } from "./chat.js";
 
-// Numerics arrive every second; a value older than this is shown as stale.
-const STALE_AFTER_S = 10;
+// Numerics arrive every second, and the agent sends no heart rate while the lead
+// is flat or too noisy to count beats. A value this old no longer describes the
+// patient, so it is greyed out; 5 s tolerates a few late messages.
+const STALE_AFTER_S = 5;
 const WARD_REFRESH_MS = 30000;
 const TREND_HOURS = 4;
 const SESSION_WARNING_S = 60;

@@ -70,8 +70,15 @@ def log_in(browser: Browser, ward: Stack, username: str) -> Page:
 
 
 @pytest.fixture(scope="module")
-def ana(browser: Browser, ward: Stack) -> Iterator[Page]:
+def script_errors() -> list[str]:
+    """Uncaught exceptions and unhandled rejections of the shared page."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def ana(browser: Browser, ward: Stack, script_errors: list[str]) -> Iterator[Page]:
     page = log_in(browser, ward, ASSIGNED_NURSE)
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
     yield page
     page.context.close()
 
@@ -436,3 +443,9 @@ def test_ecg_leaves_missing_samples_blank(ana: Page) -> None:
     assert pixels["before"] > 0
     assert pixels["gap"] == 0
     assert pixels["after"] > 0
+
+
+def test_page_raised_no_script_errors(ana: Page, script_errors: list[str]) -> None:
+    # Last in the file, so it covers everything the shared page did above,
+    # including the restart of central.
+    assert script_errors == []

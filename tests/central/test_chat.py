@@ -148,6 +148,24 @@ async def test_unassigned_nurse_cannot_join_or_read(
     assert response.status_code == 403
 
 
+async def test_ended_assignment_drops_member_key(
+    client: httpx.AsyncClient, demo: Demo, cara: tuple[int, str], services: Services
+) -> None:
+    ana, other, thread_id = await shared_thread(client, demo, cara)
+    await services.pool.execute(
+        "UPDATE assignments SET ends_at = now() WHERE user_id = $1", cara[0]
+    )
+
+    thread = (await ana.http.get(f"/chat/threads/{thread_id}")).json()
+    former = next(m for m in thread["members"] if m["user_id"] == str(cara[0]))
+    assert former["may_read_patient"] is False
+    assert former["key"] is None
+    envelope = await ana.send(thread_id, SECRET_TEXT)
+    assert [r.user_id for r in envelope.recipients] == [str(demo.ana_id)]
+    response = await other.http.get(f"/chat/threads/{thread_id}/messages")
+    assert response.status_code == 403
+
+
 async def test_recipient_outside_thread_rejected(
     client: httpx.AsyncClient, demo: Demo, cara: tuple[int, str]
 ) -> None:

@@ -48,6 +48,10 @@ KNOWN_AURA_VARIABLES = frozenset(
         "AURA_ALLOW_AUDIT_OFF",
         "AURA_BREAK_GLASS_S",
         "AURA_TEST_DATABASE_URL",
+        # The browser tests' switches, accepted for the same reason.
+        "AURA_REQUIRE_BROWSER",
+        "AURA_ARTIFACTS_DIR",
+        "AURA_CHROMIUM",
     }
 )
 

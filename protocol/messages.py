@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Union
 import msgspec
 
 from protocol import PROTOCOL_VERSION
+from protocol.chat import ChatEnvelope
 from protocol.codes import BY_REFERENCE_ID, KNOWN_ECG_LEADS
 from protocol.errors import ProtocolError
 
@@ -226,11 +227,25 @@ class AlarmEscalated(_Message, tag="alarm.escalated", kw_only=True):
     reason: str
 
 
+class ChatMessageEvent(_Message, tag="chat.message", kw_only=True):
+    """A new sealed chat envelope in a thread about ``patient_id``; ``id`` orders it."""
+
+    patient_id: Identifier
+    thread_id: str
+    id: int
+    envelope: ChatEnvelope
+
+
 DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
 CentralToDevice = Union[Ack, Rejected, AlarmAcknowledge]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
 ServerEvent = Union[
-    Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency, AlarmEscalated
+    Subscribed,
+    ErrorEvent,
+    VitalsUpdate,
+    PatientEmergency,
+    AlarmEscalated,
+    ChatMessageEvent,
 ]
 
 _encoder = msgspec.json.Encoder()

@@ -146,6 +146,10 @@ async def test_unassigned_nurse_cannot_join_or_read(
         f"/chat/threads/{thread_id}/members", json={"user_id": demo.ben_id}
     )
     assert response.status_code == 403
+    response = await ben.http.post(
+        "/chat/threads", json={"patient_id": demo.patient_id, "title": "Bed 1"}
+    )
+    assert response.status_code == 403
 
 
 async def test_ended_assignment_drops_member_key(

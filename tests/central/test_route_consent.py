@@ -48,8 +48,19 @@ NOT_PATIENT_READS: dict[tuple[str, str], str] = {
     ("POST", "/patients/{patient_id}/break-the-glass"): (
         "opens access only with a stated reason; see test_break_glass"
     ),
+    ("POST", "/chat/threads"): "names the patient in the body; see test_chat",
+    ("GET", "/chat/threads"): "names the patient in the query; see test_chat",
+    ("GET", "/"): "redirects to the dashboard's static files",
+    ("PUT", "/chat/keys"): "publishes the caller's own public chat keys",
+    ("GET", "/chat/keys/{key_id}"): "a clinician's public chat key, no patient data",
 }
-PUBLIC = {("GET", "/health"), ("GET", "/metrics"), ("POST", "/auth/login")}
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("POST", "/auth/login"),
+    # The dashboard page itself holds no data; it logs in before it reads anything.
+    ("GET", "/"),
+}
 
 
 @dataclass(frozen=True)

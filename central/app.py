@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from central import acknowledgements, auth_routes, care, patients
+from central import device_routes, fhir, openapi
 from central.api import (
     ApiError,
     api_error_handler,
@@ -43,7 +44,14 @@ POOL_CLOSE_TIMEOUT_S = 10.0
 
 
 async def health(request: Request) -> JSONResponse:
-    """Report database reachability and the counters; no authentication."""
+    """Report database reachability and the counters; no authentication.
+    ---
+    summary: Database state and counters
+    tags: [meta]
+    responses:
+      "200": {description: The database is reachable}
+      "503": {description: The database is down}
+    """
     services = services_of(request)
     database_ok = await database_is_up(services.pool)
     body = {
@@ -55,7 +63,13 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> JSONResponse:
-    """Return every counter as a JSON object."""
+    """Return every counter as a JSON object.
+    ---
+    summary: Every counter by name
+    tags: [meta]
+    responses:
+      "200": {description: Counter values by name}
+    """
     return JSONResponse(services_of(request).counters.snapshot())
 
 
@@ -116,6 +130,9 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         *patients.routes,
         *care.routes,
         *acknowledgements.routes,
+        *device_routes.routes,
+        *fhir.routes,
+        *openapi.routes,
         WebSocketRoute("/ingest", ingest_endpoint),
         WebSocketRoute("/events", events_endpoint),
     ]

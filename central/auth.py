@@ -31,6 +31,8 @@ TOKEN_AUDIENCE = "aura-dashboard"
 CLOCK_LEEWAY_S = 30
 ROLE_ADMIN = "admin"
 ROLE_NURSE = "nurse"
+# Biomedical engineers manage the device registry and read no patient data.
+ROLE_BIOMED = "biomed"
 
 _hasher = argon2.PasswordHasher()
 

@@ -48,7 +48,21 @@ async def _read_login(request: Request) -> LoginRequest:
 
 
 async def login(request: Request) -> JSONResponse:
-    """Exchange a username and password for a bearer token."""
+    """Exchange a username and password for a bearer token.
+    ---
+    summary: Log in and receive a bearer token
+    tags: [auth]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Login"}
+    responses:
+      "200": {description: "access_token, token_type and expires_in"}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "413": {$ref: "#/components/responses/BadRequest"}
+    """
     services = services_of(request)
     credentials = await _read_login(request)
     row = await services.pool.fetchrow(
@@ -92,7 +106,15 @@ async def _refuse_login(services: Services, username: str, unknown: bool) -> Non
 
 
 async def me(request: Request) -> JSONResponse:
-    """Return the caller's profile and current assignments."""
+    """Return the caller's profile and current assignments.
+    ---
+    summary: The caller's profile, roles and assignments
+    tags: [auth]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The profile}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     assignments = await current_assignments(services.pool, principal.user_id)

@@ -59,7 +59,15 @@ NOT_RECENT = f"no measurement in the last {MAX_OBSERVATION_AGE // timedelta(hour
 
 
 async def ward_tasks(request: Request) -> JSONResponse:
-    """Return the caller's ranked task list: active alarms, then patients by NEWS2."""
+    """Return the caller's ranked task list: active alarms, then patients by NEWS2.
+    ---
+    summary: The caller's ward task list, most urgent first
+    tags: [care]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The ranked items}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     now = datetime.now(UTC)

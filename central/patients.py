@@ -42,7 +42,15 @@ def _time_window(request: Request) -> tuple[datetime, datetime]:
 
 
 async def list_patients(request: Request) -> JSONResponse:
-    """List only the patients the caller may read."""
+    """List only the patients the caller may read.
+    ---
+    summary: Patients the caller may read
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The patients}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     rows = await readable_patients(services.pool, principal)
@@ -56,7 +64,18 @@ async def list_patients(request: Request) -> JSONResponse:
 
 
 async def get_patient(request: Request) -> JSONResponse:
-    """Return one patient with bed, ward, devices in the bed and latest numerics."""
+    """Return one patient with bed, ward, devices in the bed and latest numerics.
+    ---
+    summary: One patient with bed, devices and latest vitals
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters: [{$ref: "#/components/parameters/PatientId"}]
+    responses:
+      "200": {description: The patient}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -120,7 +139,25 @@ def _vital(row: asyncpg.Record) -> dict[str, object]:
 
 
 async def get_vitals(request: Request) -> JSONResponse:
-    """Return numerics in [since, until), oldest first, optionally for one code."""
+    """Return numerics in [since, until), oldest first, optionally for one code.
+    ---
+    summary: A patient's numerics in a time window
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/Since"}
+      - {$ref: "#/components/parameters/Until"}
+      - {name: code, in: query, schema: {type: string},
+         description: "IEEE 11073 reference id such as MDC_ECG_HEART_RATE"}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000}}
+    responses:
+      "200": {description: The measurements}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -177,7 +214,23 @@ async def get_vitals(request: Request) -> JSONResponse:
 
 
 async def get_history(request: Request) -> JSONResponse:
-    """Return a page of per-minute heart-rate statistics and alarms."""
+    """Return a page of per-minute heart-rate statistics and alarms.
+    ---
+    summary: A page of a patient's timeline
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/Since"}
+      - {$ref: "#/components/parameters/Until"}
+      - {name: minutes, in: query, schema: {type: integer, minimum: 1, maximum: 1440}}
+    responses:
+      "200": {description: One page; next_since starts the next one}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from central.auth import ROLE_ADMIN, ROLE_NURSE, hash_secret
+from central.auth import ROLE_ADMIN, ROLE_BIOMED, ROLE_NURSE, hash_secret
 
 logger = logging.getLogger(__name__)
 
 Executor = asyncpg.Pool | asyncpg.Connection
 USERNAME_PATTERN = re.compile(r"^[a-z0-9._-]{1,64}$")
-KNOWN_ROLES = frozenset({ROLE_ADMIN, ROLE_NURSE, "physician"})
+KNOWN_ROLES = frozenset({ROLE_ADMIN, ROLE_NURSE, "physician", ROLE_BIOMED})
 
 
 # Login rejects empty passwords, so a shorter one would make an account nobody can

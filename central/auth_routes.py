@@ -22,6 +22,7 @@ from central.auth import (
 )
 from central.consent import current_assignments
 from central.services import Services, services_of
+from central.users import USERNAME_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +66,17 @@ async def login(request: Request) -> JSONResponse:
     """
     services = services_of(request)
     credentials = await _read_login(request)
-    row = await services.pool.fetchrow(
-        """
-        SELECT id, password_hash FROM users
-        WHERE username = $1 AND disabled_at IS NULL
-        """,
-        credentials.username,
-    )
+    row = None
+    # A name that breaks the username rule cannot exist, and text such as U+0000
+    # would make PostgreSQL fail; it is refused like any unknown user.
+    if USERNAME_PATTERN.match(credentials.username):
+        row = await services.pool.fetchrow(
+            """
+            SELECT id, password_hash FROM users
+            WHERE username = $1 AND disabled_at IS NULL
+            """,
+            credentials.username,
+        )
     stored_hash = None if row is None else row["password_hash"]
     if not await verify_secret_async(stored_hash, credentials.password):
         await _refuse_login(services, credentials.username, row is None)
@@ -95,10 +100,14 @@ async def login(request: Request) -> JSONResponse:
 async def _refuse_login(services: Services, username: str, unknown: bool) -> None:
     services.counters.increment("auth.login_refused")
     reason = "unknown user" if unknown else "wrong password"
+    claimed: str | None = username
+    if not USERNAME_PATTERN.match(username):
+        # Only a valid name goes into the audit row; PostgreSQL rejects U+0000.
+        reason, claimed = "malformed username", None
     logger.warning("rejected login for username %r: %s", username, reason)
     await services.audit.record(
         services.pool,
-        Actor.anonymous(username),
+        Actor.anonymous(claimed),
         "login",
         outcome="refused",
         detail={"reason": reason},

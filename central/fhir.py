@@ -351,7 +351,7 @@ async def search_observations(request: Request) -> JSONResponse:
     security: [{bearerAuth: []}]
     parameters:
       - {name: patient, in: query, required: true, schema: {type: string},
-         description: "patient id or Patient/<id>"}
+         example: P-0001, description: "patient id or Patient/<id>"}
       - {name: code, in: query, schema: {type: string},
          description: "comma-separated LOINC codes, optionally http://loinc.org|code"}
       - {name: date, in: query, style: form, explode: true,
@@ -446,7 +446,7 @@ async def search_detected_issues(request: Request) -> JSONResponse:
     security: [{bearerAuth: []}]
     parameters:
       - {name: patient, in: query, required: true, schema: {type: string},
-         description: "patient id or Patient/<id>"}
+         example: P-0001, description: "patient id or Patient/<id>"}
       - {name: date, in: query, style: form, explode: true,
          schema: {type: array, items: {type: string}, maxItems: 2},
          description: "alarm start: ge, gt, le, lt or eq followed by a date or time"}

@@ -81,18 +81,21 @@ COMPONENTS: dict[str, Any] = {
             "in": "path",
             "required": True,
             "schema": {"type": "string"},
+            "example": "P-0001",
         },
         "AlarmId": {
             "name": "alarm_id",
             "in": "path",
             "required": True,
             "schema": {"type": "string"},
+            "example": "alarm-1",
         },
         "DeviceId": {
             "name": "device_id",
             "in": "path",
             "required": True,
             "schema": {"type": "string"},
+            "example": "monitor-1",
         },
         "Since": {
             "name": "since",
@@ -150,7 +153,7 @@ def undescribed_operations(routes: list[BaseRoute]) -> list[str]:
     for endpoint in generator.get_endpoints(routes):
         if not generator.parse_docstring(endpoint.func):
             missing.append(f"{endpoint.http_method.upper()} {endpoint.path}")
-    return missing
+    return sorted(missing)
 
 
 async def openapi_description(request: Request) -> JSONResponse:

@@ -68,7 +68,7 @@ async def login(request: Request) -> JSONResponse:
     credentials = await _read_login(request)
     row = None
     # A name that breaks the username rule cannot exist, and text such as U+0000
-    # would make PostgreSQL fail; it is refused like any unknown user.
+    # would make PostgreSQL fail, so it is rejected like any unknown user.
     if USERNAME_PATTERN.match(credentials.username):
         row = await services.pool.fetchrow(
             """

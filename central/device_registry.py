@@ -30,17 +30,21 @@ MAX_DESCRIPTION_LENGTH = 128
 # not carry it yet, so the battery stays null until a device sends this code.
 BATTERY_CODE = "MDC_ATTR_VAL_BATT_CHARGE"
 
-_DEVICE_COLUMNS = """
+_DEVICE_COLUMNS = (
+    """
     d.id, d.serial_number, d.model, d.firmware, d.bed_id, d.registered_at,
     d.last_seen_at, d.retired_at, d.secret_rotated_at,
     battery.value AS battery_percent, battery.measured_at AS battery_measured_at
     FROM devices d
     LEFT JOIN LATERAL (
         SELECT v.value, v.measured_at FROM vitals v
-        WHERE v.device_id = d.id AND v.code = '""" + BATTERY_CODE + """'
+        WHERE v.device_id = d.id AND v.code = '"""
+    + BATTERY_CODE
+    + """'
         ORDER BY v.measured_at DESC LIMIT 1
     ) battery ON true
 """
+)
 
 
 class RegistryError(ValueError):
@@ -89,10 +93,14 @@ async def _require_bed(connection: asyncpg.Connection, bed_id: str) -> None:
     if not await connection.fetchval(
         "SELECT EXISTS (SELECT 1 FROM beds WHERE id = $1)", bed_id
     ):
-        raise RegistryError(f"bed {bed_id[:80]!r} not found; bind devices to existing beds")
+        raise RegistryError(
+            f"bed {bed_id[:80]!r} not found; bind devices to existing beds"
+        )
 
 
-async def _lock_device(connection: asyncpg.Connection, device_id: str) -> asyncpg.Record:
+async def _lock_device(
+    connection: asyncpg.Connection, device_id: str
+) -> asyncpg.Record:
     validate_device_id(device_id)
     row = await connection.fetchrow(
         "SELECT id, bed_id, retired_at FROM devices WHERE id = $1 FOR UPDATE", device_id
@@ -130,8 +138,8 @@ class DeviceRegistry:
         """Create a device and return its secret.
 
         An existing id is a conflict, unless ``rekey_existing``: then that device gets
-        a new secret (its old one stops working), the given bed, and returns to
-        service if it was retired.
+        a new secret (its old one stops working) and the given bed if any, and
+        returns to service if it was retired.
         """
         validate_device_id(device_id)
         _validate_serial(serial_number)
@@ -177,7 +185,8 @@ class DeviceRegistry:
                     """
                     UPDATE devices
                     SET previous_secret_hash = secret_hash, secret_hash = $2,
-                        secret_rotated_at = now(), bed_id = $3, retired_at = NULL,
+                        secret_rotated_at = now(), bed_id = coalesce($3, bed_id),
+                        retired_at = NULL,
                         serial_number = coalesce($4, serial_number),
                         model = coalesce($5, model),
                         firmware = coalesce($6, firmware)
@@ -249,7 +258,9 @@ class DeviceRegistry:
                 bed_id=bed_id,
                 previous_bed_id=row["bed_id"],
             )
-        logger.info("bound device %s to bed %s (was %s)", device_id, bed_id, row["bed_id"])
+        logger.info(
+            "bound device %s to bed %s (was %s)", device_id, bed_id, row["bed_id"]
+        )
 
     async def unbind(self, device_id: str) -> str | None:
         """Unbind the device from its bed; return the bed it was in, if any."""
@@ -286,7 +297,9 @@ class DeviceRegistry:
         )
 
 
-async def list_devices(executor: Executor, include_retired: bool) -> list[dict[str, Any]]:
+async def list_devices(
+    executor: Executor, include_retired: bool
+) -> list[dict[str, Any]]:
     """Return every device (in service only, unless ``include_retired``) by id."""
     rows = await executor.fetch(
         f"SELECT {_DEVICE_COLUMNS} WHERE $1 OR d.retired_at IS NULL ORDER BY d.id",
@@ -298,7 +311,9 @@ async def list_devices(executor: Executor, include_retired: bool) -> list[dict[s
 async def get_device(executor: Executor, device_id: str) -> dict[str, Any]:
     """Return one device with its health; raise DeviceNotFound."""
     validate_device_id(device_id)
-    row = await executor.fetchrow(f"SELECT {_DEVICE_COLUMNS} WHERE d.id = $1", device_id)
+    row = await executor.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} WHERE d.id = $1", device_id
+    )
     if row is None:
         raise DeviceNotFound(f"device {device_id!r} not found")
     return device_health(row)

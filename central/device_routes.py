@@ -136,7 +136,9 @@ async def list_registered_devices(request: Request) -> JSONResponse:
     services, _ = await _require_device_role(request)
     flag = request.query_params.get("include_retired", "false")
     if flag not in ("true", "false"):
-        raise ApiError(400, f"include_retired: expected true or false, got {flag[:20]!r}")
+        raise ApiError(
+            400, f"include_retired: expected true or false, got {flag[:20]!r}"
+        )
     devices = await list_devices(services.pool, flag == "true")
     for device in devices:
         device["connected"] = services.device_links.get(device["id"]) is not None

@@ -149,7 +149,9 @@ def _search_window(request: Request) -> SearchWindow:
     until: datetime | None = None
     values = request.query_params.getlist("date")
     if len(values) > 2:
-        raise FhirSearchError("date", f"give it at most twice, got {len(values)} values")
+        raise FhirSearchError(
+            "date", f"give it at most twice, got {len(values)} values"
+        )
     for value in values:
         match = _DATE_PREFIX.match(value)
         prefix, text = (match.group(1) or "eq", match.group(2)) if match else ("", "")
@@ -178,7 +180,9 @@ def _int_parameter(request: Request, name: str, default: int, maximum: int) -> i
         return default
     digits = value.isascii() and value.isdigit() and len(value) <= 12
     if not digits or int(value) > maximum:
-        raise FhirSearchError(name, f"expected an integer 0 to {maximum}, got {value[:40]!r}")
+        raise FhirSearchError(
+            name, f"expected an integer 0 to {maximum}, got {value[:40]!r}"
+        )
     return int(value)
 
 
@@ -190,7 +194,9 @@ def _observation_codes(request: Request) -> list[str] | None:
     for token in value.split(","):
         system, bar, code = token.rpartition("|")
         if bar and system not in ("", LOINC):
-            raise FhirSearchError("code", f"unsupported code system {system[:80]!r}; use {LOINC}")
+            raise FhirSearchError(
+                "code", f"unsupported code system {system[:80]!r}; use {LOINC}"
+            )
         if code not in _SEARCH_CODES:
             known = ", ".join(sorted(_SEARCH_CODES))
             raise FhirSearchError(
@@ -205,13 +211,19 @@ def _observation_codes(request: Request) -> list[str] | None:
 def _page_links(request: Request, count: int, offset: int, more: bool) -> list[dict]:
     links = [{"relation": "self", "url": str(request.url)}]
     if more:
-        next_url = request.url.include_query_params(_offset=offset + count, _count=count)
+        next_url = request.url.include_query_params(
+            _offset=offset + count, _count=count
+        )
         links.append({"relation": "next", "url": str(next_url)})
     return links
 
 
 def _bundle(
-    request: Request, resources: list[dict[str, Any]], count: int, offset: int, more: bool
+    request: Request,
+    resources: list[dict[str, Any]],
+    count: int,
+    offset: int,
+    more: bool,
 ) -> JSONResponse:
     base = str(request.base_url).rstrip("/")
     entries = [
@@ -251,7 +263,11 @@ def _coding(spec: Any) -> list[dict[str, str]]:
     codings = [{"system": LOINC, "code": spec.loinc, "display": spec.display}]
     if spec.loinc == VitalSign.SPO2.value.loinc:
         codings.append(
-            {"system": LOINC, "code": SPO2_PROFILE_LOINC, "display": "Oxygen saturation"}
+            {
+                "system": LOINC,
+                "code": SPO2_PROFILE_LOINC,
+                "display": "Oxygen saturation",
+            }
         )
     codings.append({"system": MDC, "code": spec.mdc_reference_id})
     return codings
@@ -303,7 +319,7 @@ def _bp_component(spec: Any, values: dict[str, float]) -> dict[str, Any]:
     if spec.mdc_reference_id in values:
         component["valueQuantity"] = _quantity(values[spec.mdc_reference_id], spec.unit)
     else:
-        # The profile requires both components; a missing one says why it is empty.
+        # The profile requires both components, so a missing one records why.
         component["dataAbsentReason"] = {
             "coding": [
                 {
@@ -368,11 +384,15 @@ async def search_observations(request: Request) -> JSONResponse:
     try:
         return await _search_observations(request)
     except ApiError as exc:
-        return operation_outcome(exc.status, exc.message, getattr(exc, "parameter", None))
+        return operation_outcome(
+            exc.status, exc.message, getattr(exc, "parameter", None)
+        )
 
 
 async def _search_observations(request: Request) -> JSONResponse:
-    _check_parameters(request, frozenset({"patient", "code", "date", "_count", "_offset"}))
+    _check_parameters(
+        request, frozenset({"patient", "code", "date", "_count", "_offset"})
+    )
     patient_id = _patient_parameter(request)
     codes = _observation_codes(request)
     window = _search_window(request)
@@ -393,7 +413,9 @@ async def _search_observations(request: Request) -> JSONResponse:
     )
     more = count > 0 and len(rows) > count
     resources = [observation(row, patient_id) for row in rows[:count]]
-    await _audit_read(request, services, "fhir.observation.read", patient_id, len(resources))
+    await _audit_read(
+        request, services, "fhir.observation.read", patient_id, len(resources)
+    )
     return _bundle(request, resources, count, offset, more)
 
 
@@ -410,7 +432,9 @@ def detected_issue(row: asyncpg.Record, patient_id: str) -> dict[str, Any]:
         "status": "final",
         "code": {
             "coding": [{"system": ALARM_KIND_SYSTEM, "code": row["kind"]}],
-            "text": f"{row['kind']} ({row['category']} alarm, {row['priority']} priority)",
+            "text": (
+                f"{row['kind']} ({row['category']} alarm, {row['priority']} priority)"
+            ),
         },
         "severity": _SEVERITY[row["priority"]],
         "patient": {"reference": f"Patient/{patient_id}"},
@@ -461,7 +485,9 @@ async def search_detected_issues(request: Request) -> JSONResponse:
     try:
         return await _search_detected_issues(request)
     except ApiError as exc:
-        return operation_outcome(exc.status, exc.message, getattr(exc, "parameter", None))
+        return operation_outcome(
+            exc.status, exc.message, getattr(exc, "parameter", None)
+        )
 
 
 async def _search_detected_issues(request: Request) -> JSONResponse:

@@ -201,7 +201,9 @@ class IngestSession:
             if self._closed:
                 return
             self._closed = True
-            logger.info("closing the connection of device %s: %s", self.device_id, reason)
+            logger.info(
+                "closing the connection of device %s: %s", self.device_id, reason
+            )
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.websocket.close(CLOSE_POLICY_VIOLATION, reason)
 

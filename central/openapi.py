@@ -11,6 +11,7 @@ routes (/ingest, /events) are outside OpenAPI; docs/messages.md describes them.
 from __future__ import annotations
 
 import copy
+from importlib import metadata
 from typing import Any
 
 from starlette.requests import Request
@@ -22,8 +23,19 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _IDENTIFIER = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}
 
 
+def _package_version() -> str:
+    try:
+        return metadata.version("aura-one")
+    except metadata.PackageNotFoundError:
+        # Run from a source tree that was never installed.
+        return "unknown"
+
+
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ERROR}},
+    }
 
 
 COMPONENTS: dict[str, Any] = {
@@ -131,7 +143,7 @@ BASE_DESCRIPTION: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
         "title": "AURA ONE central",
-        "version": "0.1.0",
+        "version": _package_version(),
         "description": "Patient data, care, device registry and FHIR export. Every "
         "route except /health, /metrics, /openapi.json and /auth/login needs "
         "Authorization: Bearer <JWT> from POST /auth/login.",

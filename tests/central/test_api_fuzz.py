@@ -76,7 +76,9 @@ def _fuzz_operation(
     return errors
 
 
-def _fuzz(description: dict, base_url: str, token: str) -> tuple[int, list[ServerError]]:
+def _fuzz(
+    description: dict, base_url: str, token: str
+) -> tuple[int, list[ServerError]]:
     schema = schemathesis.openapi.from_dict(description)
     session = requests.Session()
     # Only this test's server on 127.0.0.1 may be reached, whatever proxy is set.
@@ -98,7 +100,9 @@ async def test_no_server_errors(
 ) -> None:
     admin_id = await upsert_user(services.pool, "admin.ida", "Ida", PASSWORD, ["admin"])
     token = issue_token(JWT_SECRET, admin_id, services.settings.token_ttl_s)
-    async with httpx.AsyncClient(base_url=live_server.http_url, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        base_url=live_server.http_url, trust_env=False
+    ) as client:
         description = (await client.get("/openapi.json")).json()
     operations, errors = await asyncio.to_thread(
         _fuzz, description, live_server.http_url, token

@@ -32,7 +32,9 @@ async def _execute(url: str, statement: str) -> list[asyncpg.Record]:
 
 @pytest.fixture
 def seeded_database(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> Iterator[str]:
     """Point DATABASE_URL at a fresh database holding the demo ward."""
     name = f"aura_cli_{uuid.uuid4().hex[:16]}"
@@ -43,7 +45,9 @@ def seeded_database(
     assert cli.main(SEED_ARGS) == 0
     capsys.readouterr()
     yield url
-    asyncio.run(_execute(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(
+        _execute(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -56,8 +60,17 @@ def test_register_with_details(
     seeded_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = _run(
-        capsys, "register", "bedside-8", "--bed", "bed-1", "--serial", "SN-8",
-        "--model", "AURA-B1", "--firmware", "1.0.0",
+        capsys,
+        "register",
+        "bedside-8",
+        "--bed",
+        "bed-1",
+        "--serial",
+        "SN-8",
+        "--model",
+        "AURA-B1",
+        "--firmware",
+        "1.0.0",
     )
     assert status == 0
     printed = json.loads(out)
@@ -76,14 +89,17 @@ def test_register_again_rekeys(
     seeded_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = asyncio.run(
-        _execute(seeded_database, "SELECT secret_hash FROM devices WHERE id = 'bedside-7'")
+        _execute(
+            seeded_database, "SELECT secret_hash FROM devices WHERE id = 'bedside-7'"
+        )
     )
     status, out, _ = _run(capsys, "register", "bedside-7", "--bed", "bed-1")
     assert status == 0
     rows = asyncio.run(
         _execute(
             seeded_database,
-            "SELECT secret_hash, previous_secret_hash FROM devices WHERE id = 'bedside-7'",
+            "SELECT secret_hash, previous_secret_hash FROM devices"
+            " WHERE id = 'bedside-7'",
         )
     )
     assert rows[0]["previous_secret_hash"] == before[0]["secret_hash"]
@@ -115,7 +131,10 @@ def test_rotate_bind_unbind_retire(
         )
     )
     assert [row["action"] for row in actions] == [
-        "device.rotate_credential", "device.unbind", "device.bind", "device.retire",
+        "device.rotate_credential",
+        "device.unbind",
+        "device.bind",
+        "device.retire",
     ]
     assert all(row["actor_kind"] == "system" for row in actions)
     assert all(row["actor_id"].startswith("cli:") for row in actions)

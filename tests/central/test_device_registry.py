@@ -26,7 +26,9 @@ from central.users import upsert_user
 
 @pytest.fixture
 async def biomed_token(services: Services, demo: Demo) -> str:
-    user_id = await upsert_user(services.pool, "biomed.eve", "Eve", PASSWORD, ["biomed"])
+    user_id = await upsert_user(
+        services.pool, "biomed.eve", "Eve", PASSWORD, ["biomed"]
+    )
     return issue_token(JWT_SECRET, user_id, services.settings.token_ttl_s)
 
 
@@ -39,7 +41,9 @@ async def _audit(services: Services, action: str) -> list[dict]:
     return [dict(row) for row in rows]
 
 
-async def _register(client: httpx.AsyncClient, token: str, **fields: str) -> httpx.Response:
+async def _register(
+    client: httpx.AsyncClient, token: str, **fields: str
+) -> httpx.Response:
     body = {"device_id": "bedside-9", "bed_id": "bed-1", **fields}
     return await client.post("/devices", json=body, headers=bearer(token))
 
@@ -183,7 +187,9 @@ async def test_bind_and_unbind(
     )
     assert bound.status_code == 200
     assert bound.json()["bed_id"] == "bed-1"
-    unbound = await client.delete("/devices/bedside-9/bed", headers=bearer(biomed_token))
+    unbound = await client.delete(
+        "/devices/bedside-9/bed", headers=bearer(biomed_token)
+    )
     assert unbound.status_code == 200
     assert unbound.json()["bed_id"] is None
     binds = await _audit(services, "device.bind")
@@ -196,9 +202,13 @@ async def test_bind_and_unbind(
     assert unbinds[0]["detail"]["previous_bed_id"] == "bed-1"
 
 
-async def test_bind_unknown_bed_400(client: httpx.AsyncClient, biomed_token: str) -> None:
+async def test_bind_unknown_bed_400(
+    client: httpx.AsyncClient, biomed_token: str
+) -> None:
     response = await client.put(
-        f"/devices/{DEVICE_ID}/bed", json={"bed_id": "bed-9"}, headers=bearer(biomed_token)
+        f"/devices/{DEVICE_ID}/bed",
+        json={"bed_id": "bed-9"},
+        headers=bearer(biomed_token),
     )
     assert response.status_code == 400
     assert "bed 'bed-9' not found" in response.json()["error"]
@@ -207,7 +217,9 @@ async def test_bind_unknown_bed_400(client: httpx.AsyncClient, biomed_token: str
 async def test_retired_device_cannot_change(
     client: httpx.AsyncClient, biomed_token: str
 ) -> None:
-    retired = await client.post(f"/devices/{DEVICE_ID}/retire", headers=bearer(biomed_token))
+    retired = await client.post(
+        f"/devices/{DEVICE_ID}/retire", headers=bearer(biomed_token)
+    )
     assert retired.status_code == 200
     assert retired.json()["retired_at"] is not None
     assert retired.json()["bed_id"] is None
@@ -281,7 +293,9 @@ async def test_wrong_secret_not_reported_as_rotated(
     with pytest.raises(InvalidStatus) as caught:
         async with connect_device(live_server, demo, secret="a-guessed-secret"):
             pass
-    assert json.loads(caught.value.response.body)["error"] == "invalid device credentials"
+    assert (
+        json.loads(caught.value.response.body)["error"] == "invalid device credentials"
+    )
 
 
 async def test_battery_from_numerics(
@@ -297,7 +311,8 @@ async def test_battery_from_numerics(
             DEVICE_ID,
         )
         await connection.execute(
-            "INSERT INTO vitals (device_id, seq, ordinal, code, value, unit, measured_at)"
+            "INSERT INTO vitals"
+            " (device_id, seq, ordinal, code, value, unit, measured_at)"
             " VALUES ($1, 1, 0, 'MDC_ATTR_VAL_BATT_CHARGE', 64, '%', now())",
             DEVICE_ID,
         )

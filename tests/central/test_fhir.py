@@ -1,4 +1,4 @@
-"""FHIR search: Bundle structure (validated with fhir.resources), codes, consent, errors.
+"""FHIR search: Bundle structure (checked with fhir.resources), codes, consent, errors.
 
 fhir.resources ships R4B models; Observation, DetectedIssue, Bundle and
 OperationOutcome have the same structure in R4 and R4B for every element used here.
@@ -24,7 +24,9 @@ BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 LOINC = "http://loinc.org"
 
 
-def _numerics(seq: int, at: datetime, *measurements: tuple[str, float, str]) -> VitalsNumerics:
+def _numerics(
+    seq: int, at: datetime, *measurements: tuple[str, float, str]
+) -> VitalsNumerics:
     return VitalsNumerics(
         device_id=DEVICE_ID,
         seq=seq,
@@ -62,7 +64,11 @@ async def stored(services: Services, demo: Demo) -> None:
             ("MDC_PRESS_BLD_NONINV_DIA", 79.0, "mm[Hg]"),
         ),
         _numerics(2, BASE + timedelta(minutes=5), ("MDC_ECG_HEART_RATE", 80.0, "/min")),
-        _numerics(3, BASE + timedelta(minutes=6), ("MDC_PRESS_BLD_NONINV_SYS", 130.0, "mm[Hg]")),
+        _numerics(
+            3,
+            BASE + timedelta(minutes=6),
+            ("MDC_PRESS_BLD_NONINV_SYS", 130.0, "mm[Hg]"),
+        ),
         _alarm(4, BASE, "raised"),
         _alarm(5, BASE + timedelta(seconds=30), "cleared"),
     ]
@@ -70,7 +76,10 @@ async def stored(services: Services, demo: Demo) -> None:
 
 
 async def _search(
-    client: httpx.AsyncClient, token: str, resource: str = "Observation", **params: object
+    client: httpx.AsyncClient,
+    token: str,
+    resource: str = "Observation",
+    **params: object,
 ) -> httpx.Response:
     query = {"patient": "P-0001", **params}
     return await client.get(f"/fhir/{resource}", params=query, headers=bearer(token))
@@ -101,9 +110,16 @@ async def test_observation_bundle_is_valid_fhir(
 async def test_observation_codes_and_units(
     client: httpx.AsyncClient, demo: Demo, stored: None
 ) -> None:
-    resources = _resources(await _search(client, demo.ana_token, date=f"le{BASE.isoformat()}"))
+    resources = _resources(
+        await _search(client, demo.ana_token, date=f"le{BASE.isoformat()}")
+    )
     by_loinc = {_codes(resource)[0]: resource for resource in resources}
-    expected_units = {"8867-4": "/min", "59408-5": "%", "9279-1": "/min", "8310-5": "Cel"}
+    expected_units = {
+        "8867-4": "/min",
+        "59408-5": "%",
+        "9279-1": "/min",
+        "8310-5": "Cel",
+    }
     for loinc, unit in expected_units.items():
         quantity = by_loinc[loinc]["valueQuantity"]
         assert quantity["code"] == unit
@@ -127,7 +143,9 @@ async def test_blood_pressure_is_one_panel(
     assert "valueQuantity" not in complete
     parts = {_codes(c)[0]: c["valueQuantity"] for c in complete["component"]}
     assert parts["8480-6"] == {
-        "value": 121.0, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org",
+        "value": 121.0,
+        "unit": "mm[Hg]",
+        "system": "http://unitsofmeasure.org",
         "code": "mm[Hg]",
     }
     assert parts["8462-4"]["value"] == 79.0
@@ -155,7 +173,9 @@ async def test_code_and_date_filters(
     assert [r["valueQuantity"]["value"] for r in resources] == [80.0]
 
 
-async def test_spo2_alias_code(client: httpx.AsyncClient, demo: Demo, stored: None) -> None:
+async def test_spo2_alias_code(
+    client: httpx.AsyncClient, demo: Demo, stored: None
+) -> None:
     resources = _resources(await _search(client, demo.ana_token, code="2708-6"))
     assert [r["valueQuantity"]["value"] for r in resources] == [97.0]
 
@@ -194,7 +214,11 @@ async def test_alarms_as_detected_issues(
 
 @pytest.mark.parametrize("resource", ["Observation", "DetectedIssue"])
 async def test_unassigned_refused_and_audited(
-    client: httpx.AsyncClient, services: Services, demo: Demo, stored: None, resource: str
+    client: httpx.AsyncClient,
+    services: Services,
+    demo: Demo,
+    stored: None,
+    resource: str,
 ) -> None:
     response = await _search(client, demo.ben_token, resource)
     assert response.status_code == 403
@@ -226,13 +250,17 @@ async def test_read_audited(
 async def test_biomed_cannot_read_patients(
     client: httpx.AsyncClient, services: Services, demo: Demo
 ) -> None:
-    user_id = await upsert_user(services.pool, "biomed.eve", "Eve", PASSWORD, ["biomed"])
+    user_id = await upsert_user(
+        services.pool, "biomed.eve", "Eve", PASSWORD, ["biomed"]
+    )
     token = issue_token(JWT_SECRET, user_id, services.settings.token_ttl_s)
     response = await _search(client, token)
     assert response.status_code == 403
 
 
-async def test_unauthenticated_401_outcome(client: httpx.AsyncClient, demo: Demo) -> None:
+async def test_unauthenticated_401_outcome(
+    client: httpx.AsyncClient, demo: Demo
+) -> None:
     response = await client.get("/fhir/Observation", params={"patient": "P-0001"})
     assert response.status_code == 401
     OperationOutcome.model_validate(response.json())
@@ -258,7 +286,9 @@ async def test_unauthenticated_401_outcome(client: httpx.AsyncClient, demo: Demo
 async def test_bad_parameter_400_names_it(
     client: httpx.AsyncClient, demo: Demo, params: dict, parameter: str
 ) -> None:
-    query = {key: value for key, value in {"patient": "P-0001", **params}.items() if value}
+    query = {
+        key: value for key, value in {"patient": "P-0001", **params}.items() if value
+    }
     response = await client.get(
         "/fhir/Observation", params=query, headers=bearer(demo.ana_token)
     )

@@ -103,11 +103,15 @@ def _registry(services: Services, principal: Principal) -> DeviceRegistry:
 
 async def _device_body(services: Services, device_id: str) -> dict[str, Any]:
     body = await get_device(services.pool, device_id)
+    # TODO: with several central instances this sees only this instance's ingest
+    # connections; a shared presence record would show the whole picture.
     body["connected"] = services.device_links.get(device_id) is not None
     return body
 
 
 async def _disconnect(services: Services, device_id: str, reason: str) -> None:
+    # NOTE: a connection held by another central instance stays open until it
+    # drops; the device is then refused when it reconnects.
     link = services.device_links.get(device_id)
     if link is not None:
         await link.disconnect(reason)

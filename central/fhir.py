@@ -29,9 +29,9 @@ from starlette.routing import Route
 
 from central.api import ApiError
 from central.audit import Actor
-from central.auth import require_user
+from central.auth import Principal, require_user
 from central.consent import authorize_read
-from central.services import Services, services_of
+from central.services import services_of
 from protocol.codes import VitalSign
 
 logger = logging.getLogger(__name__)
@@ -351,14 +351,6 @@ _OBSERVATION_QUERY = """
 """
 
 
-async def _authorize(request: Request, patient_id: str, action: str) -> Services:
-    principal = await require_user(request)
-    services = services_of(request)
-    await authorize_read(services, principal, patient_id, action)
-    request.state.principal = principal
-    return services
-
-
 async def search_observations(request: Request) -> JSONResponse:
     """Search vital-signs Observations of one patient.
     ---
@@ -382,14 +374,17 @@ async def search_observations(request: Request) -> JSONResponse:
       "403": {$ref: "#/components/responses/FhirError"}
     """
     try:
-        return await _search_observations(request)
+        # Authentication comes first, so a caller without a token learns nothing
+        # from the validation of its parameters.
+        principal = await require_user(request)
+        return await _search_observations(request, principal)
     except ApiError as exc:
         return operation_outcome(
             exc.status, exc.message, getattr(exc, "parameter", None)
         )
 
 
-async def _search_observations(request: Request) -> JSONResponse:
+async def _search_observations(request: Request, principal: Principal) -> JSONResponse:
     _check_parameters(
         request, frozenset({"patient", "code", "date", "_count", "_offset"})
     )
@@ -398,7 +393,8 @@ async def _search_observations(request: Request) -> JSONResponse:
     window = _search_window(request)
     count = _int_parameter(request, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = _int_parameter(request, "_offset", 0, MAX_OFFSET)
-    services = await _authorize(request, patient_id, "fhir.observation.read")
+    services = services_of(request)
+    await authorize_read(services, principal, patient_id, "fhir.observation.read")
     exported = sorted({code for codes_ in _SEARCH_CODES.values() for code in codes_})
     rows = await services.pool.fetch(
         _OBSERVATION_QUERY,
@@ -414,7 +410,7 @@ async def _search_observations(request: Request) -> JSONResponse:
     more = count > 0 and len(rows) > count
     resources = [observation(row, patient_id) for row in rows[:count]]
     await _audit_read(
-        request, services, "fhir.observation.read", patient_id, len(resources)
+        request, principal, "fhir.observation.read", patient_id, len(resources)
     )
     return _bundle(request, resources, count, offset, more)
 
@@ -483,37 +479,42 @@ async def search_detected_issues(request: Request) -> JSONResponse:
       "403": {$ref: "#/components/responses/FhirError"}
     """
     try:
-        return await _search_detected_issues(request)
+        principal = await require_user(request)
+        return await _search_detected_issues(request, principal)
     except ApiError as exc:
         return operation_outcome(
             exc.status, exc.message, getattr(exc, "parameter", None)
         )
 
 
-async def _search_detected_issues(request: Request) -> JSONResponse:
+async def _search_detected_issues(
+    request: Request, principal: Principal
+) -> JSONResponse:
     _check_parameters(request, frozenset({"patient", "date", "_count", "_offset"}))
     patient_id = _patient_parameter(request)
     window = _search_window(request)
     count = _int_parameter(request, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = _int_parameter(request, "_offset", 0, MAX_OFFSET)
-    services = await _authorize(request, patient_id, "fhir.detectedissue.read")
+    services = services_of(request)
+    await authorize_read(services, principal, patient_id, "fhir.detectedissue.read")
     rows = await services.pool.fetch(
         _ALARM_QUERY, patient_id, window.since, window.until, count + 1, offset
     )
     more = count > 0 and len(rows) > count
     resources = [detected_issue(row, patient_id) for row in rows[:count]]
     await _audit_read(
-        request, services, "fhir.detectedissue.read", patient_id, len(resources)
+        request, principal, "fhir.detectedissue.read", patient_id, len(resources)
     )
     return _bundle(request, resources, count, offset, more)
 
 
 async def _audit_read(
-    request: Request, services: Services, action: str, patient_id: str, count: int
+    request: Request, principal: Principal, action: str, patient_id: str, count: int
 ) -> None:
+    services = services_of(request)
     await services.audit.record(
         services.pool,
-        Actor.user(request.state.principal.user_id),
+        Actor.user(principal.user_id),
         action,
         patient_id=patient_id,
         detail={"query": str(request.url.query)[:500], "resources": count},

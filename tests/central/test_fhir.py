@@ -266,6 +266,13 @@ async def test_unauthenticated_401_outcome(
     OperationOutcome.model_validate(response.json())
 
 
+async def test_unauthenticated_before_validation(
+    client: httpx.AsyncClient, demo: Demo
+) -> None:
+    response = await client.get("/fhir/Observation", params={"_sort": "date"})
+    assert response.status_code == 401
+
+
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [

@@ -103,7 +103,7 @@ def _registry(services: Services, principal: Principal) -> DeviceRegistry:
 
 async def _device_body(services: Services, device_id: str) -> dict[str, Any]:
     body = await get_device(services.pool, device_id)
-    # TODO: with several central instances this sees only this instance's ingest
+    # TODO: with several central instances this checks only this instance's ingest
     # connections; a shared presence record would show the whole picture.
     body["connected"] = services.device_links.get(device_id) is not None
     return body

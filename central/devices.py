@@ -29,7 +29,7 @@ class DeviceAuthError(Exception):
     """Rejected device connection; ``reason`` is safe to log and audit.
 
     ``rotated_out`` is True when the secret was the device's previous credential, so
-    the caller proved it once held a valid one and may be told why it is refused.
+    the caller proved it once held a valid one and may learn why it is rejected.
     """
 
     def __init__(

@@ -103,21 +103,21 @@ async def test_register_duplicate_serial_409(
     assert "SN-1" in response.json()["error"]
 
 
-@pytest.mark.parametrize(
-    ("fields", "problem"),
-    [
-        ({"bed_id": "bed-404"}, "bed 'bed-404' not found"),
-        ({"device_id": "has space"}, "device_id"),
-        ({"model": ""}, "model"),
-        ({"colour": "red"}, "colour"),
-    ],
-)
+INVALID_REGISTRATIONS = [
+    ({"bed_id": "bed-404"}, "bed 'bed-404' not found"),
+    ({"device_id": "has space"}, "device_id"),
+    ({"model": ""}, "model"),
+    ({"colour": "red"}, "colour"),
+]
+
+
 async def test_register_invalid_400(
-    client: httpx.AsyncClient, biomed_token: str, fields: dict, problem: str
+    client: httpx.AsyncClient, biomed_token: str
 ) -> None:
-    response = await _register(client, biomed_token, **fields)
-    assert response.status_code == 400
-    assert problem in response.json()["error"]
+    for fields, problem in INVALID_REGISTRATIONS:
+        response = await _register(client, biomed_token, **fields)
+        assert response.status_code == 400, fields
+        assert problem in response.json()["error"], fields
 
 
 async def test_register_body_not_json_400(
@@ -130,31 +130,36 @@ async def test_register_body_not_json_400(
     assert "must be JSON" in response.json()["error"]
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/devices"),
-        ("POST", "/devices"),
-        ("GET", f"/devices/{DEVICE_ID}"),
-        ("POST", f"/devices/{DEVICE_ID}/credential"),
-        ("PUT", f"/devices/{DEVICE_ID}/bed"),
-        ("DELETE", f"/devices/{DEVICE_ID}/bed"),
-        ("POST", f"/devices/{DEVICE_ID}/retire"),
-    ],
-)
+REGISTRY_ROUTES = [
+    ("GET", "/devices"),
+    ("POST", "/devices"),
+    ("GET", f"/devices/{DEVICE_ID}"),
+    ("POST", f"/devices/{DEVICE_ID}/credential"),
+    ("PUT", f"/devices/{DEVICE_ID}/bed"),
+    ("DELETE", f"/devices/{DEVICE_ID}/bed"),
+    ("POST", f"/devices/{DEVICE_ID}/retire"),
+]
+
+
 async def test_nurse_refused_403_audited(
-    client: httpx.AsyncClient, services: Services, demo: Demo, method: str, path: str
+    client: httpx.AsyncClient, services: Services, demo: Demo
 ) -> None:
-    response = await client.request(
-        method, path, json={"bed_id": "bed-1"}, headers=bearer(demo.ana_token)
-    )
-    assert response.status_code == 403
-    assert "biomedical engineers" in response.json()["error"]
+    for method, path in REGISTRY_ROUTES:
+        response = await client.request(
+            method, path, json={"bed_id": "bed-1"}, headers=bearer(demo.ana_token)
+        )
+        assert response.status_code == 403, path
+        assert "biomedical engineers" in response.json()["error"]
     rows = await _audit(services, "device.access")
-    assert len(rows) == 1
-    assert rows[0]["outcome"] == "refused"
-    assert rows[0]["actor_id"] == str(demo.ana_id)
-    assert services.counters.get("devices.refused") == 1
+    assert [row["detail"]["path"] for row in rows] == [p for _, p in REGISTRY_ROUTES]
+    assert all(row["outcome"] == "refused" for row in rows)
+    assert all(row["actor_id"] == str(demo.ana_id) for row in rows)
+    assert services.counters.get("devices.refused") == len(REGISTRY_ROUTES)
+    device = await services.pool.fetchrow(
+        "SELECT bed_id, retired_at FROM devices WHERE id = $1", DEVICE_ID
+    )
+    assert device["bed_id"] == "bed-1"
+    assert device["retired_at"] is None
 
 
 async def test_unauthenticated_401(client: httpx.AsyncClient, demo: Demo) -> None:

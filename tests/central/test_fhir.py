@@ -212,26 +212,22 @@ async def test_alarms_as_detected_issues(
     assert issue["detail"] == "heart rate 182 /min for 10 s"
 
 
-@pytest.mark.parametrize("resource", ["Observation", "DetectedIssue"])
 async def test_unassigned_refused_and_audited(
-    client: httpx.AsyncClient,
-    services: Services,
-    demo: Demo,
-    stored: None,
-    resource: str,
+    client: httpx.AsyncClient, services: Services, demo: Demo, stored: None
 ) -> None:
-    response = await _search(client, demo.ben_token, resource)
-    assert response.status_code == 403
-    assert response.headers["content-type"].startswith("application/fhir+json")
-    outcome = OperationOutcome.model_validate(response.json())
-    assert outcome.issue[0].code == "forbidden"
-    action = f"fhir.{resource.lower()}.read"
-    rows = await services.pool.fetch(
-        "SELECT outcome, actor_id FROM audit_log WHERE action = $1", action
-    )
-    assert [(row["outcome"], row["actor_id"]) for row in rows] == [
-        ("refused", str(demo.ben_id))
-    ]
+    for resource in ("Observation", "DetectedIssue"):
+        response = await _search(client, demo.ben_token, resource)
+        assert response.status_code == 403
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        outcome = OperationOutcome.model_validate(response.json())
+        assert outcome.issue[0].code == "forbidden"
+        action = f"fhir.{resource.lower()}.read"
+        rows = await services.pool.fetch(
+            "SELECT outcome, actor_id FROM audit_log WHERE action = $1", action
+        )
+        assert [(row["outcome"], row["actor_id"]) for row in rows] == [
+            ("refused", str(demo.ben_id))
+        ]
 
 
 async def test_read_audited(
@@ -273,35 +269,37 @@ async def test_unauthenticated_before_validation(
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(
-    ("params", "parameter"),
-    [
-        ({"patient": None}, "patient"),
-        ({"patient": "Patient/bad id"}, "patient"),
-        ({"code": "1234-5"}, "code"),
-        ({"code": "8480-6"}, "code"),
-        ({"code": "http://snomed.info/sct|8867-4"}, "code"),
-        ({"date": "sa2030-01-01"}, "date"),
-        ({"date": "ge2030-01-01T12:00:00"}, "date"),
-        ({"date": "ge9999-12-31"}, "date"),
-        ({"_count": "-1"}, "_count"),
-        ({"_count": "5000"}, "_count"),
-        ({"_offset": "x"}, "_offset"),
-        ({"_sort": "date"}, "_sort"),
-    ],
-)
+BAD_PARAMETERS = [
+    ({"patient": None}, "patient"),
+    ({"patient": "Patient/bad id"}, "patient"),
+    ({"code": "1234-5"}, "code"),
+    ({"code": "8480-6"}, "code"),
+    ({"code": "http://snomed.info/sct|8867-4"}, "code"),
+    ({"date": "sa2030-01-01"}, "date"),
+    ({"date": "ge2030-01-01T12:00:00"}, "date"),
+    ({"date": "ge9999-12-31"}, "date"),
+    ({"_count": "-1"}, "_count"),
+    ({"_count": "5000"}, "_count"),
+    ({"_offset": "x"}, "_offset"),
+    ({"_sort": "date"}, "_sort"),
+]
+
+
 async def test_bad_parameter_400_names_it(
-    client: httpx.AsyncClient, demo: Demo, params: dict, parameter: str
+    client: httpx.AsyncClient, demo: Demo
 ) -> None:
-    query = {
-        key: value for key, value in {"patient": "P-0001", **params}.items() if value
-    }
-    response = await client.get(
-        "/fhir/Observation", params=query, headers=bearer(demo.ana_token)
-    )
-    assert response.status_code == 400
-    assert response.headers["content-type"].startswith("application/fhir+json")
-    outcome = OperationOutcome.model_validate(response.json())
-    assert outcome.issue[0].code == "invalid"
-    assert outcome.issue[0].expression == [parameter]
-    assert outcome.issue[0].diagnostics.startswith(f"{parameter}:")
+    for params, parameter in BAD_PARAMETERS:
+        query = {
+            key: value
+            for key, value in {"patient": "P-0001", **params}.items()
+            if value is not None
+        }
+        response = await client.get(
+            "/fhir/Observation", params=query, headers=bearer(demo.ana_token)
+        )
+        assert response.status_code == 400, params
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        outcome = OperationOutcome.model_validate(response.json())
+        assert outcome.issue[0].code == "invalid", params
+        assert outcome.issue[0].expression == [parameter], params
+        assert outcome.issue[0].diagnostics.startswith(f"{parameter}:"), params

@@ -82,7 +82,7 @@ COMPONENTS: dict[str, Any] = {
             "type": "object",
             "required": ["resourceType", "issue"],
             "properties": {
-                "resourceType": {"const": "OperationOutcome"},
+                "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
                 "issue": {"type": "array", "items": {"type": "object"}},
             },
         },

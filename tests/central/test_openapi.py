@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import schemathesis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -36,6 +37,12 @@ async def test_served_description_lists_every_route(
         for method in methods
     }
     assert served == _operations(app)
+
+
+async def test_description_is_valid_openapi(client: httpx.AsyncClient) -> None:
+    description = (await client.get("/openapi.json")).json()
+    # Raises with the failing path when the document breaks the OpenAPI 3.0 schema.
+    schemathesis.openapi.from_dict(description).validate()
 
 
 async def test_references_resolve(client: httpx.AsyncClient) -> None:

@@ -147,68 +147,23 @@ class DeviceRegistry:
         _validate_description("firmware", firmware)
         secret = generate_secret()
         secret_hash = await asyncio.to_thread(hash_secret, secret)
-        async with self.pool.acquire() as connection, connection.transaction():
-            if bed_id is not None:
-                await _require_bed(connection, bed_id)
-            owner = None
-            if serial_number is not None:
-                owner = await connection.fetchval(
-                    "SELECT id FROM devices WHERE serial_number = $1", serial_number
-                )
-            if owner is not None and owner != device_id:
-                raise RegistryConflict(
-                    f"serial number {serial_number!r} is already registered to "
-                    f"device {owner!r}"
-                )
-            created = await connection.fetchval(
-                """
-                INSERT INTO devices (id, secret_hash, serial_number, model, firmware,
-                                     bed_id)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (id) DO NOTHING
-                RETURNING true
-                """,
-                device_id,
-                secret_hash,
-                serial_number,
-                model,
-                firmware,
-                bed_id,
-            )
-            if not created and not rekey_existing:
-                raise RegistryConflict(
-                    f"device {device_id!r} is already registered; rotate its "
-                    "credential instead"
-                )
-            if not created:
-                await connection.execute(
-                    """
-                    UPDATE devices
-                    SET previous_secret_hash = secret_hash, secret_hash = $2,
-                        secret_rotated_at = now(), bed_id = coalesce($3, bed_id),
-                        retired_at = NULL,
-                        serial_number = coalesce($4, serial_number),
-                        model = coalesce($5, model),
-                        firmware = coalesce($6, firmware)
-                    WHERE id = $1
-                    """,
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                created = await self._store_registration(
+                    connection,
                     device_id,
                     secret_hash,
-                    bed_id,
                     serial_number,
                     model,
                     firmware,
+                    bed_id,
+                    rekey_existing,
                 )
-            await self._audit(
-                connection,
-                "device.register",
-                device_id,
-                serial_number=serial_number,
-                model=model,
-                firmware=firmware,
-                bed_id=bed_id,
-                rekeyed=not created,
-            )
+        except asyncpg.UniqueViolationError:
+            # Another request took the serial number between the check and the write.
+            raise RegistryConflict(
+                f"serial number {serial_number!r} is already registered"
+            ) from None
         logger.info(
             "%s device %s in bed %s",
             "registered" if created else "re-keyed",
@@ -216,6 +171,80 @@ class DeviceRegistry:
             bed_id,
         )
         return secret
+
+    async def _store_registration(
+        self,
+        connection: asyncpg.Connection,
+        device_id: str,
+        secret_hash: str,
+        serial_number: str | None,
+        model: str | None,
+        firmware: str | None,
+        bed_id: str | None,
+        rekey_existing: bool,
+    ) -> bool:
+        if bed_id is not None:
+            await _require_bed(connection, bed_id)
+        owner = None
+        if serial_number is not None:
+            owner = await connection.fetchval(
+                "SELECT id FROM devices WHERE serial_number = $1", serial_number
+            )
+        if owner is not None and owner != device_id:
+            raise RegistryConflict(
+                f"serial number {serial_number!r} is already registered to "
+                f"device {owner!r}"
+            )
+        created = await connection.fetchval(
+            """
+            INSERT INTO devices (id, secret_hash, serial_number, model, firmware,
+                                 bed_id)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING true
+            """,
+            device_id,
+            secret_hash,
+            serial_number,
+            model,
+            firmware,
+            bed_id,
+        )
+        if not created and not rekey_existing:
+            raise RegistryConflict(
+                f"device {device_id!r} is already registered; rotate its "
+                "credential instead"
+            )
+        if not created:
+            await connection.execute(
+                """
+                UPDATE devices
+                SET previous_secret_hash = secret_hash, secret_hash = $2,
+                    secret_rotated_at = now(), bed_id = coalesce($3, bed_id),
+                    retired_at = NULL,
+                    serial_number = coalesce($4, serial_number),
+                    model = coalesce($5, model),
+                    firmware = coalesce($6, firmware)
+                WHERE id = $1
+                """,
+                device_id,
+                secret_hash,
+                bed_id,
+                serial_number,
+                model,
+                firmware,
+            )
+        await self._audit(
+            connection,
+            "device.register",
+            device_id,
+            serial_number=serial_number,
+            model=model,
+            firmware=firmware,
+            bed_id=bed_id,
+            rekeyed=not created,
+        )
+        return bool(created)
 
     async def rotate_credential(self, device_id: str) -> str:
         """Replace the device's secret and return the new one.

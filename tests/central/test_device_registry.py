@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -101,6 +102,25 @@ async def test_register_duplicate_serial_409(
     )
     assert response.status_code == 409
     assert "SN-1" in response.json()["error"]
+
+
+async def test_concurrent_same_serial_one_wins(
+    client: httpx.AsyncClient, biomed_token: str
+) -> None:
+    responses = await asyncio.gather(
+        *(
+            _register(
+                client, biomed_token, device_id=f"bedside-{n}", serial_number="SN-7"
+            )
+            for n in range(20, 24)
+        )
+    )
+    assert sorted(response.status_code for response in responses) == [
+        201,
+        409,
+        409,
+        409,
+    ]
 
 
 INVALID_REGISTRATIONS = [

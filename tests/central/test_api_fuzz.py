@@ -14,13 +14,23 @@ from dataclasses import dataclass
 import httpx
 import requests
 import schemathesis
-from central_testkit import JWT_SECRET, PASSWORD, Demo, LiveServer
+from central_testkit import (
+    DEVICE_ID,
+    JWT_SECRET,
+    PASSWORD,
+    Demo,
+    LiveServer,
+    emergency,
+    numerics,
+)
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from central.auth import issue_token
 from central.services import Services
+from central.storage import store_batch
 from central.users import upsert_user
+from protocol.messages import decode_device_message
 
 # Examples per operation and caller, drawn from valid and invalid inputs together.
 EXAMPLES_PER_RUN = 15
@@ -98,6 +108,10 @@ def _fuzz(
 async def test_no_server_errors(
     live_server: LiveServer, services: Services, demo: Demo
 ) -> None:
+    # Stored vitals and an alarm, so that reads return data for the demo patient.
+    frames = [numerics(1), numerics(2, heart_rate=130.0), emergency(3)]
+    messages = [decode_device_message(frame) for frame in frames]
+    await store_batch(services.pool, DEVICE_ID, messages)
     admin_id = await upsert_user(services.pool, "admin.ida", "Ida", PASSWORD, ["admin"])
     token = issue_token(JWT_SECRET, admin_id, services.settings.token_ttl_s)
     async with httpx.AsyncClient(

@@ -182,6 +182,15 @@ async def test_nurse_refused_403_audited(
     assert device["retired_at"] is None
 
 
+async def test_physician_refused_403(
+    client: httpx.AsyncClient, services: Services, demo: Demo
+) -> None:
+    user_id = await upsert_user(services.pool, "dr.kim", "Kim", PASSWORD, ["physician"])
+    token = issue_token(JWT_SECRET, user_id, services.settings.token_ttl_s)
+    response = await client.get("/devices", headers=bearer(token))
+    assert response.status_code == 403
+
+
 async def test_unauthenticated_401(client: httpx.AsyncClient, demo: Demo) -> None:
     response = await client.get("/devices")
     assert response.status_code == 401

@@ -38,7 +38,21 @@ ACTION = "alarm.acknowledge"
 
 
 async def acknowledge_alarm(request: Request) -> JSONResponse:
-    """Store an acknowledgement and send it to the device now or when it connects."""
+    """Store an acknowledgement and send it to the device now or when it connects.
+    ---
+    summary: Acknowledge an active alarm of a patient
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/AlarmId"}
+    responses:
+      "202": {description: Stored; delivery says whether the device has it yet}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

@@ -28,7 +28,10 @@ from central import (
     chat,
     chat_keys,
     dashboard,
+    device_routes,
+    fhir,
     observations,
+    openapi,
     patient_data,
     patients,
     restrictions,
@@ -59,7 +62,14 @@ POOL_CLOSE_TIMEOUT_S = 10.0
 
 
 async def health(request: Request) -> JSONResponse:
-    """Report database reachability and the counters; no authentication."""
+    """Report database reachability and the counters; no authentication.
+    ---
+    summary: Database state and counters
+    tags: [meta]
+    responses:
+      "200": {description: The database is reachable}
+      "503": {description: The database is down}
+    """
     services = services_of(request)
     database_ok = await database_is_up(services.pool)
     body = {
@@ -71,7 +81,13 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> JSONResponse:
-    """Return every counter as a JSON object."""
+    """Return every counter as a JSON object.
+    ---
+    summary: Every counter by name
+    tags: [meta]
+    responses:
+      "200": {description: Counter values by name}
+    """
     return JSONResponse(services_of(request).counters.snapshot())
 
 
@@ -158,6 +174,9 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         *chat_keys.routes,
         *chat.routes,
         *dashboard.routes,
+        *device_routes.routes,
+        *fhir.routes,
+        *openapi.routes,
         WebSocketRoute("/ingest", ingest_endpoint),
         WebSocketRoute("/events", events_endpoint),
     ]

@@ -24,6 +24,7 @@ from central.auth import (
 from central.break_glass import current_grants
 from central.consent import current_assignments
 from central.services import Services, services_of
+from central.users import USERNAME_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +51,34 @@ async def _read_login(request: Request) -> LoginRequest:
 
 
 async def login(request: Request) -> JSONResponse:
-    """Exchange a username and password for a bearer token."""
+    """Exchange a username and password for a bearer token.
+    ---
+    summary: Log in and receive a bearer token
+    tags: [auth]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Login"}
+    responses:
+      "200": {description: "access_token, token_type and expires_in"}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "413": {$ref: "#/components/responses/BadRequest"}
+    """
     services = services_of(request)
     credentials = await _read_login(request)
-    row = await services.pool.fetchrow(
-        """
-        SELECT id, password_hash FROM users
-        WHERE username = $1 AND disabled_at IS NULL
-        """,
-        credentials.username,
-    )
+    row = None
+    # A name that breaks the username rule cannot exist, and text such as U+0000
+    # would make PostgreSQL fail, so it is rejected like any unknown user.
+    if USERNAME_PATTERN.match(credentials.username):
+        row = await services.pool.fetchrow(
+            """
+            SELECT id, password_hash FROM users
+            WHERE username = $1 AND disabled_at IS NULL
+            """,
+            credentials.username,
+        )
     stored_hash = None if row is None else row["password_hash"]
     if not await verify_secret_async(stored_hash, credentials.password):
         await _refuse_login(services, credentials.username, row is None)
@@ -83,10 +102,14 @@ async def login(request: Request) -> JSONResponse:
 async def _refuse_login(services: Services, username: str, unknown: bool) -> None:
     services.counters.increment("auth.login_refused")
     reason = "unknown user" if unknown else "wrong password"
+    claimed: str | None = username
+    if not USERNAME_PATTERN.match(username):
+        # Only a valid name goes into the audit row; PostgreSQL rejects U+0000.
+        reason, claimed = "malformed username", None
     logger.warning("rejected login for username %r: %s", username, reason)
     await services.audit.record(
         services.pool,
-        Actor.anonymous(username),
+        Actor.anonymous(claimed),
         "login",
         outcome="refused",
         detail={"reason": reason},
@@ -94,7 +117,15 @@ async def _refuse_login(services: Services, username: str, unknown: bool) -> Non
 
 
 async def me(request: Request) -> JSONResponse:
-    """Return the caller's profile, current assignments and break-the-glass grants."""
+    """Return the caller's profile, current assignments and break-the-glass grants.
+    ---
+    summary: The caller's profile, roles, assignments and break-the-glass grants
+    tags: [auth]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The profile}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     assignments = await current_assignments(services.pool, principal.user_id)

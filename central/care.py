@@ -66,7 +66,15 @@ NOT_FROM_DEVICES = (
 
 
 async def ward_tasks(request: Request) -> JSONResponse:
-    """Return the caller's ranked task list (see the module documentation)."""
+    """Return the caller's ranked task list (see the module documentation).
+    ---
+    summary: The caller's ward task list, most urgent first
+    tags: [care]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The ranked items}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     now = datetime.now(UTC)

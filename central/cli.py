@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -20,12 +21,12 @@ import asyncpg
 import uvicorn
 
 from central.app import create_app
-from central.audit import verify_chain
+from central.audit import Actor, AuditLog, verify_chain
 from central.config import ConfigError, Settings
 from central.db.embedded import start_embedded
 from central.db.migrations import apply_migrations
 from central.db.pool import open_pool
-from central.devices import generate_secret, register_device
+from central.device_registry import DeviceRegistry, get_device, list_devices
 from central.seed import seed_demo
 from central.users import upsert_user
 
@@ -88,7 +89,29 @@ def _add_device_commands(commands: argparse._SubParsersAction) -> None:
         help="register a device (or re-key it) and print its new secret once",
     )
     register.add_argument("device_id")
-    register.add_argument("--bed", required=True, help="id of the bed it monitors")
+    register.add_argument("--bed", help="id of the bed it monitors (default: none)")
+    register.add_argument("--serial", help="serial number printed on the device")
+    register.add_argument("--model", help="device model")
+    register.add_argument("--firmware", help="installed firmware version")
+    listing = actions.add_parser("list", help="list devices with their health as JSON")
+    listing.add_argument(
+        "--include-retired", action="store_true", help="list retired devices too"
+    )
+    show = actions.add_parser("show", help="print one device with its health as JSON")
+    show.add_argument("device_id")
+    rotate = actions.add_parser(
+        "rotate", help="issue a new secret and print it once; the old one stops working"
+    )
+    rotate.add_argument("device_id")
+    bind = actions.add_parser("bind", help="bind a device to a bed")
+    bind.add_argument("device_id")
+    bind.add_argument("bed_id")
+    unbind = actions.add_parser("unbind", help="unbind a device from its bed")
+    unbind.add_argument("device_id")
+    retire = actions.add_parser(
+        "retire", help="retire a device; it is unbound and can no longer connect"
+    )
+    retire.add_argument("device_id")
 
 
 def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
@@ -152,12 +175,46 @@ async def _add_user(
     print(json.dumps({"id": user_id, "username": args.username, "roles": args.roles}))
 
 
-async def _register_device(settings: Settings, args: argparse.Namespace) -> None:
-    secret = generate_secret()
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        # A container may run under a numeric id with no name.
+        return str(os.getuid())
+
+
+async def _manage_devices(settings: Settings, args: argparse.Namespace) -> None:
     async with _database(settings) as pool:
-        await register_device(pool, args.device_id, args.bed, secret)
-    # The secret is shown this once and stored only as a hash.
-    print(json.dumps({"device_id": args.device_id, "bed": args.bed, "secret": secret}))
+        # Changes made here are audited as the operating-system user who ran them.
+        actor = Actor("system", f"cli:{_os_user()}")
+        registry = DeviceRegistry(pool, AuditLog(settings.audit_enabled), actor)
+        if args.action == "register":
+            secret = await registry.register(
+                args.device_id,
+                serial_number=args.serial,
+                model=args.model,
+                firmware=args.firmware,
+                bed_id=args.bed,
+                rekey_existing=True,
+            )
+            # The secret is shown this once and stored only as a hash.
+            print(json.dumps({"device_id": args.device_id, "bed": args.bed,
+                              "secret": secret}))
+        elif args.action == "rotate":
+            secret = await registry.rotate_credential(args.device_id)
+            print(json.dumps({"device_id": args.device_id, "secret": secret}))
+        elif args.action == "list":
+            print(json.dumps(await list_devices(pool, args.include_retired), indent=2))
+            return
+        elif args.action == "bind":
+            await registry.bind(args.device_id, args.bed_id)
+        elif args.action == "unbind":
+            await registry.unbind(args.device_id)
+        elif args.action == "retire":
+            await registry.retire(args.device_id)
+        if args.action not in ("register", "rotate"):
+            # The CLI cannot see the server's connections, so "connected" stays null.
+            print(json.dumps(await get_device(pool, args.device_id), indent=2))
 
 
 async def _check_database(url: str) -> None:
@@ -241,7 +298,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.command == "users":
         asyncio.run(_add_user(settings, args, _read_password(args)))
     elif args.command == "devices":
-        asyncio.run(_register_device(settings, args))
+        asyncio.run(_manage_devices(settings, args))
     elif args.command == "audit":
         return asyncio.run(_verify_audit(settings))
     return 0

@@ -17,6 +17,10 @@ class DeviceLink(Protocol):
         """Send one frame; return False if the connection is already closed."""
         ...
 
+    async def disconnect(self, reason: str) -> None:
+        """Close the connection because the device may no longer use it."""
+        ...
+
 
 class DeviceLinks:
     """The current ingest connection of each device, at most one per device id.

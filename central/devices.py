@@ -26,12 +26,19 @@ SECRET_BYTES = 32
 
 
 class DeviceAuthError(Exception):
-    """Rejected device connection; ``reason`` is safe to log and audit."""
+    """Rejected device connection; ``reason`` is safe to log and audit.
 
-    def __init__(self, claimed_id: str | None, reason: str) -> None:
+    ``rotated_out`` is True when the secret was the device's previous credential, so
+    the caller proved it once held a valid one and may learn why it is rejected.
+    """
+
+    def __init__(
+        self, claimed_id: str | None, reason: str, *, rotated_out: bool = False
+    ) -> None:
         super().__init__(reason)
         self.claimed_id = claimed_id
         self.reason = reason
+        self.rotated_out = rotated_out
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,9 @@ async def authenticate_device(pool: asyncpg.Pool, authorization: str | None) -> 
     """Return the id of the device these credentials belong to, or raise."""
     device_id, secret = parse_basic_credentials(authorization)
     row = await pool.fetchrow(
-        "SELECT secret_hash, retired_at FROM devices WHERE id = $1", device_id
+        "SELECT secret_hash, previous_secret_hash, retired_at FROM devices"
+        " WHERE id = $1",
+        device_id,
     )
     stored_hash = None if row is None else row["secret_hash"]
     # Verify even for unknown devices so timing does not reveal registered ids.
@@ -73,6 +82,13 @@ async def authenticate_device(pool: asyncpg.Pool, authorization: str | None) -> 
     if row is None:
         raise DeviceAuthError(device_id, "unknown device")
     if not matched:
+        previous_hash = row["previous_secret_hash"]
+        if previous_hash is not None and await verify_secret_async(
+            previous_hash, secret
+        ):
+            raise DeviceAuthError(
+                device_id, "device credential was rotated out", rotated_out=True
+            )
         raise DeviceAuthError(device_id, "wrong device secret")
     if row["retired_at"] is not None:
         raise DeviceAuthError(device_id, "device is retired")
@@ -91,7 +107,11 @@ MIN_SECRET_LENGTH = 8
 async def register_device(
     executor: Executor, device_id: str, bed_id: str | None, secret: str
 ) -> None:
-    """Create or re-key a device bound to ``bed_id``; un-retire it if needed."""
+    """Create or re-key a device bound to ``bed_id``; un-retire it if needed.
+
+    Re-keying an existing device rotates its credential: the old secret is kept as
+    ``previous_secret_hash`` only to recognise it, and no longer authenticates.
+    """
     if not DEVICE_ID_PATTERN.match(device_id):
         raise ValueError(
             f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ : -"
@@ -106,8 +126,9 @@ async def register_device(
         """
         INSERT INTO devices (id, secret_hash, bed_id) VALUES ($1, $2, $3)
         ON CONFLICT (id) DO UPDATE
-        SET secret_hash = EXCLUDED.secret_hash, bed_id = EXCLUDED.bed_id,
-            retired_at = NULL
+        SET previous_secret_hash = devices.secret_hash,
+            secret_hash = EXCLUDED.secret_hash, secret_rotated_at = now(),
+            bed_id = EXCLUDED.bed_id, retired_at = NULL
         """,
         device_id,
         hash_secret(secret),

@@ -118,8 +118,16 @@ async def _reject_device(
         detail={"reason": exc.reason, "client": client},
     )
     # The specific reason goes only to the log and the audit row, so a caller cannot
-    # probe which device ids exist.
-    await _deny(websocket, 401, "invalid device credentials", CLOSE_POLICY_VIOLATION,
+    # probe which device ids exist. A rotated-out credential is the exception: its
+    # holder proved it once had a valid one, and needs to know to fetch the new one.
+    message = "invalid device credentials"
+    if exc.rotated_out:
+        services.counters.increment("ingest.auth_refused.rotated_out")
+        message = (
+            "device credential was rotated; install the new credential issued by "
+            "biomedical engineering"
+        )
+    await _deny(websocket, 401, message, CLOSE_POLICY_VIOLATION,
                 {"WWW-Authenticate": 'Basic realm="aura-ingest"'})
 
 
@@ -186,6 +194,18 @@ class IngestSession:
                 logger.info("could not send to device %s: %r", self.device_id, exc)
                 return False
         return True
+
+    async def disconnect(self, reason: str) -> None:
+        """Close the connection with 1008, as after a credential rotation."""
+        async with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            logger.info(
+                "closing the connection of device %s: %s", self.device_id, reason
+            )
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.websocket.close(CLOSE_POLICY_VIOLATION, reason)
 
     async def finish(self) -> None:
         self._closed = True
@@ -274,9 +294,12 @@ class IngestSession:
         self.services.counters.increment("ingest.stored", len(batch.new))
         self.services.counters.increment("ingest.duplicates", batch.duplicates)
         async with self._send_lock:
-            await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
+            # After disconnect() no ack goes out; the device resends the batch later
+            # and central acknowledges it then as duplicates.
+            if not self._closed:
+                await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
         publish_stored(self.services.hub, self.device_id, batch)
-        return True
+        return not self._closed
 
     async def _decode_or_reject(self, frame: str | bytes) -> DeviceMessage | None:
         try:
@@ -311,7 +334,8 @@ class IngestSession:
         )
         reply = Rejected(seq=seq, field=exc.field, problem=exc.problem)
         async with self._send_lock:
-            await self.websocket.send_text(encode(reply).decode())
+            if not self._closed:
+                await self.websocket.send_text(encode(reply).decode())
 
     async def _storage_failed(self, exc: Exception, count: int) -> None:
         self.services.counters.increment("ingest.store_failed")

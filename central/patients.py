@@ -24,7 +24,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def list_patients(request: Request) -> JSONResponse:
-    """List only the patients the caller may read."""
+    """List only the patients the caller may read.
+    ---
+    summary: Patients the caller may read
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    responses:
+      "200": {description: The patients}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     rows = await readable_patients(services.pool, principal)
@@ -38,7 +46,18 @@ async def list_patients(request: Request) -> JSONResponse:
 
 
 async def get_patient(request: Request) -> JSONResponse:
-    """Return one patient with bed, ward, devices in the bed and latest numerics."""
+    """Return one patient with bed, ward, devices in the bed and latest numerics.
+    ---
+    summary: One patient with bed, devices and latest vitals
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters: [{$ref: "#/components/parameters/PatientId"}]
+    responses:
+      "200": {description: The patient}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

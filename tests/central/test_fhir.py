@@ -20,9 +20,10 @@ from central.storage import store_batch
 from central.users import upsert_user
 from protocol.messages import Emergency, Measurement, VitalsNumerics
 
-# In the past: a future time would be flagged as an implausible device clock, and
-# that warning is rate-limited per device across tests.
-BASE = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+# A few hours ago: inside the demo patient's stay in the bed, so the data is theirs,
+# and in the past, because a future time would be flagged as an implausible device
+# clock (a warning that is rate-limited per device across tests).
+BASE = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 LOINC = "http://loinc.org"
 
 

@@ -29,12 +29,7 @@ from bleak.exc import BleakError
 from bleak_retry_connector import clear_cache, establish_connection
 
 from edge_agent.ecg_stream import utc_now
-from edge_agent.sources.polar import (
-    BleEcgSamples,
-    PolarSampleCounter,
-    start_ecg_error,
-    start_ecg_request,
-)
+from edge_agent.sources.polar import BleEcgSamples, PolarSampleCounter
 from protocol.codes import VitalSign
 from protocol.errors import ProtocolError
 from protocol.gatt import (
@@ -55,7 +50,11 @@ from protocol.gatt import (
     PolarEcgFrame,
     TemperatureMeasurement,
 )
-from protocol.gatt.polar_pmd import POLAR_PMD_CONTROL_POINT_UUID
+from protocol.gatt.polar_pmd import (
+    POLAR_PMD_CONTROL_POINT_UUID,
+    start_ecg_error,
+    start_ecg_request,
+)
 from protocol.messages import Measurement, VitalsNumerics
 
 logger = logging.getLogger(__name__)

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 # ATT notification header (opcode and handle) and the Core Specification's minimum MTU.
 ATT_HEADER_BYTES = 3
 ATT_DEFAULT_MTU = 23
+# Requested at every connection, as BlueZ does; the Polar H10 needs at least 232 bytes
+# for its ECG frames, and bumble truncates longer notifications to the MTU.
+ATT_REQUESTED_MTU = 517
 _PROPERTY_NAMES = {
     Characteristic.Properties.BROADCAST: "broadcast",
     Characteristic.Properties.READ: "read",
@@ -150,7 +153,9 @@ class BumbleClient(BaseBleakClient):
             raise BleakError(f"could not connect to {self.address}: {exc}") from exc
         self._connection = connection
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
-        self.services = await self._discover(Peer(connection))
+        peer = Peer(connection)
+        await peer.request_mtu(ATT_REQUESTED_MTU)
+        self.services = await self._discover(peer)
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()

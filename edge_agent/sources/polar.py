@@ -1,11 +1,4 @@
-"""Starting the Polar H10 ECG stream, and numbering its samples across frames.
-
-The H10 sends ECG only after a "start measurement" request on its PMD control point,
-and only while indications of that control point are enabled. Layouts follow Polar's
-Measurement Data specification as used by the Polar BLE SDK: little-endian, a request
-``op code, measurement type, then (setting type, count, value)`` per setting, and a
-response ``0xF0, op code, measurement type, error code``.
-"""
+"""Polar H10 ECG samples, numbered along the stream across frames and reconnections."""
 
 from __future__ import annotations
 
@@ -13,46 +6,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from protocol.gatt.polar_pmd import (
-    PMD_MEASUREMENT_TYPE_ECG,
-    POLAR_ECG_SAMPLE_RATE_HZ,
-    PolarEcgFrame,
-)
+from protocol.gatt.polar_pmd import POLAR_ECG_SAMPLE_RATE_HZ, PolarEcgFrame
 
 logger = logging.getLogger(__name__)
 
-PMD_OP_START_MEASUREMENT = 0x02
-PMD_RESPONSE_CODE = 0xF0
-PMD_SETTING_SAMPLE_RATE = 0x00
-PMD_SETTING_RESOLUTION = 0x01
-# The H10 streams ECG at 130 Hz with 14-bit resolution only.
-POLAR_ECG_RESOLUTION_BITS = 14
-PMD_ERROR_ALREADY_IN_STATE = 0x06
 NANOSECONDS_PER_SECOND = 1_000_000_000
-
-
-def start_ecg_request() -> bytes:
-    """Return the control point request that starts the ECG stream at 130 Hz."""
-    settings = (
-        (PMD_SETTING_SAMPLE_RATE, POLAR_ECG_SAMPLE_RATE_HZ),
-        (PMD_SETTING_RESOLUTION, POLAR_ECG_RESOLUTION_BITS),
-    )
-    request = bytes([PMD_OP_START_MEASUREMENT, PMD_MEASUREMENT_TYPE_ECG])
-    for setting, value in settings:
-        request += bytes([setting, 1]) + value.to_bytes(2, "little")
-    return request
-
-
-def start_ecg_error(response: bytes) -> str | None:
-    """Return why a control point response refuses the start, None if it accepts."""
-    if len(response) < 4 or response[0] != PMD_RESPONSE_CODE:
-        return f"unexpected control point response {response.hex()}"
-    if response[1] != PMD_OP_START_MEASUREMENT:
-        return f"response to op code 0x{response[1]:02x}, not to the start request"
-    # A stream left running by an earlier connection is as good as a new one.
-    if response[3] in (0, PMD_ERROR_ALREADY_IN_STATE):
-        return None
-    return f"start of the ECG stream refused with PMD error code {response[3]}"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class Feed:
     characteristic_uuid: UUID
     source: ValueSource
     indicate: bool = False
+    # False for a stream the central must start first, as on a Polar H10.
+    active: bool = True
     characteristic: gatt.Characteristic = field(init=False)
     # Raw values to send instead of the source's next values, oldest first.
     malformed: deque[bytes] = field(default_factory=deque)
@@ -69,6 +71,7 @@ class SimulatedSensor:
     def __init__(
         self, device: Device, feeds: list[Feed],
         battery_percent: int = DEFAULT_BATTERY_PERCENT,
+        controls: Sequence[tuple[UUID, gatt.Characteristic]] = (),
     ) -> None:
         self.device = device
         self.feeds = feeds
@@ -80,7 +83,7 @@ class SimulatedSensor:
             gatt.Characteristic.READABLE,
             bytes([battery_percent]),
         )
-        self._add_services()
+        self._add_services(controls)
 
     @property
     def address(self) -> str:
@@ -90,10 +93,14 @@ class SimulatedSensor:
     def connected(self) -> bool:
         return bool(self.device.connections)
 
-    def _add_services(self) -> None:
+    def _add_services(
+        self, controls: Sequence[tuple[UUID, gatt.Characteristic]]
+    ) -> None:
         by_service: dict[UUID, list[gatt.Characteristic]] = {}
         for feed in self.feeds:
             by_service.setdefault(feed.service_uuid, []).append(feed.characteristic)
+        for service_uuid, characteristic in controls:
+            by_service.setdefault(service_uuid, []).append(characteristic)
         by_service[gatt.GATT_BATTERY_SERVICE] = [self.battery]
         for uuid, characteristics in by_service.items():
             self.device.add_service(gatt.Service(uuid, characteristics))
@@ -101,9 +108,12 @@ class SimulatedSensor:
     async def start(self) -> None:
         """Power on and advertise; advertising restarts after every disconnection."""
         await self.device.power_on()
-        service_uuids = b"".join(
-            {feed.service_uuid.to_bytes(): None for feed in self.feeds}
-        )
+        # Vendor services with 128-bit UUIDs (Polar's PMD) are found by discovery,
+        # not advertised, as on the real sensors.
+        service_uuids = b"".join({
+            feed.service_uuid.to_bytes(): None for feed in self.feeds
+            if len(feed.service_uuid.to_bytes()) == 2
+        })
         self.device.advertising_data = bytes(AdvertisingData([
             (AdvertisingData.COMPLETE_LOCAL_NAME, self.device.name.encode()),
             (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, service_uuids),
@@ -120,6 +130,8 @@ class SimulatedSensor:
         """Send each feed's next value (or a queued malformed one) to subscribers."""
         if self.notifying and self.connected:
             for feed in self.feeds:
+                if not feed.active:
+                    continue
                 value = (
                     feed.malformed.popleft() if feed.malformed
                     else feed.source(self.step_index)

@@ -9,11 +9,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import numpy as np
 import pytest
 
 from edge_agent.sources.ble import BleReading, BleSensorSource
 from edge_agent.sources.bumble_backend import bumble_backends
+from edge_agent.sources.polar import BleEcgSamples
 from firmware_sim.ble.peripheral import SimulatedSensor
+from firmware_sim.ble.polar import SAMPLES_PER_FRAME, PolarH10
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.ble.sensors import (
     blood_pressure_monitor,
@@ -21,6 +24,7 @@ from firmware_sim.ble.sensors import (
     pulse_oximeter,
     thermometer,
 )
+from protocol.gatt import HEART_RATE_SERVICE_UUID
 
 SENSOR_ADDRESS = "F1:F1:F1:F1:F1:F1"
 CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
@@ -50,7 +54,10 @@ MakeSensor = Callable[[VirtualRadio, str], SimulatedSensor]
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     tasks: list[asyncio.Task[None]] = []
 
-    async def start_harness(make_sensor: MakeSensor, **options: object) -> Harness:
+    async def start_harness(
+        make_sensor: MakeSensor, by_name: tuple[str, str] | None = None,
+        wait_connected: bool = True, **options: object,
+    ) -> Harness:
         radio = VirtualRadio()
         sensor = make_sensor(radio, SENSOR_ADDRESS)
         central = radio.make_device("agent", CENTRAL_ADDRESS)
@@ -58,14 +65,17 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
         await sensor.start()
         scanner, client = bumble_backends(central)
         readings: asyncio.Queue[BleReading] = asyncio.Queue()
+        name, service = by_name or (None, None)
         source = BleSensorSource(
-            SENSOR_ADDRESS, readings.put_nowait, scanner_backend=scanner,
+            None if by_name else SENSOR_ADDRESS, readings.put_nowait,
+            name=name, service_uuid=service, scanner_backend=scanner,
             client_backend=client, scan_timeout_s=2.0,
             reconnect_min_delay_s=0.01, reconnect_max_delay_s=0.05, **options,
         )
         tasks.append(asyncio.create_task(source.run()))
         harness = Harness(sensor, source, readings)
-        await harness.connected()
+        if wait_connected:
+            await harness.connected()
         return harness
 
     yield start_harness
@@ -179,3 +189,79 @@ async def test_silent_sensor_replaced(start) -> None:
             break
         await asyncio.sleep(0.01)
     assert harness.source.connections >= 2
+
+
+def polar_strap(radio: VirtualRadio, address: str) -> PolarH10:
+    # A sawtooth is enough to check numbering; the ECG analysis has its own tests.
+    return PolarH10(radio, address, np.arange(-500, 500, 3))
+
+
+async def test_polar_ecg_started_and_numbered(start) -> None:
+    frames: asyncio.Queue[BleEcgSamples] = asyncio.Queue()
+    harness = await start(polar_strap, on_ecg=frames.put_nowait)
+    assert harness.sensor.ecg.active  # the source wrote the start request
+    await harness.sensor.step()
+    await harness.sensor.step()
+    first = await asyncio.wait_for(frames.get(), WAIT_S)
+    second = await asyncio.wait_for(frames.get(), WAIT_S)
+    assert first.address == SENSOR_ADDRESS
+    assert len(first.samples_uv) == SAMPLES_PER_FRAME
+    assert first.samples_uv[:3] == (-500, -497, -494)
+    assert first.first_sample_index == 0
+    assert second.first_sample_index == SAMPLES_PER_FRAME
+
+
+async def test_polar_ecg_restarted_after_reconnect(start) -> None:
+    frames: asyncio.Queue[BleEcgSamples] = asyncio.Queue()
+    harness = await start(polar_strap, on_ecg=frames.put_nowait)
+    await harness.sensor.step()
+    assert (await asyncio.wait_for(frames.get(), WAIT_S)).first_sample_index == 0
+    await harness.sensor.drop_link()
+    assert not harness.sensor.ecg.active
+    await harness.sensor.step()  # a frame the strap took while nobody listened
+    for _ in range(200):
+        if harness.source.connections == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.sensor.ecg.active
+    await harness.sensor.step()
+    after = await asyncio.wait_for(frames.get(), WAIT_S)
+    assert after.first_sample_index == 2 * SAMPLES_PER_FRAME
+
+
+async def test_sensor_found_by_name_and_service(start) -> None:
+    harness = await start(
+        lambda radio, address: heart_rate_sensor(radio, address, [66]),
+        by_name=("AURA HR strap", HEART_RATE_SERVICE_UUID),
+    )
+    await harness.sensor.step()
+    reading = await harness.next_reading()
+    assert reading.address == SENSOR_ADDRESS
+    assert values(reading) == {"MDC_ECG_HEART_RATE": 66.0}
+
+
+async def test_missing_characteristic_rediscovers(start) -> None:
+    harness = await start(battery_only, wait_connected=False)
+    for _ in range(300):
+        if harness.source.rediscoveries >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.source.rediscoveries >= 2
+    assert harness.source.connections == 0
+    assert not harness.source.connected.is_set()
+
+
+def battery_only(radio: VirtualRadio, address: str) -> SimulatedSensor:
+    return SimulatedSensor(radio.make_device("AURA battery", address), [])
+
+
+async def test_link_changes_reported(start) -> None:
+    changes: list[bool] = []
+    harness = await start(heart_rate_sensor, on_link_change=changes.append)
+    assert changes == [True]
+    await harness.sensor.drop_link()
+    for _ in range(200):
+        if len(changes) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert changes[:3] == [True, False, True]

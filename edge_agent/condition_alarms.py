@@ -1,41 +1,58 @@
-"""Technical alarms of a bed that has no ECG stream to carry them.
+"""Alarms of a bed without a sensor board: technical conditions and vital-sign limits.
 
-The ECG analyzer's alarm engine carries the agent's technical conditions once an ECG
-lead streams. A bed with only Bluetooth numerics sensors (a pulse oximeter, a cuff)
-has no such stream, and a bed whose ECG has not started yet has none so far. This
-module runs an alarm engine of its own for them, with the same policies, and builds
-the ``Emergency`` messages the way ``EcgStream`` does.
+On a bed with a sensor board, the ECG analyzer's alarm engine carries the agent's
+technical conditions and the limits of the board's numerics. A bed with only
+Bluetooth sensors may have no ECG at all (a pulse oximeter and a cuff), or only once
+a chest strap connects. This module runs an alarm engine of its own for such a bed,
+with the same policies, and builds the ``Emergency`` messages as ``EcgStream`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.change import AlarmChange
+from edge_agent.alarms.limits import NumericLimit
 from edge_agent.ecg_stream import Outgoing, utc_now
 from protocol.messages import Emergency
+
+# The engine counts time in samples; here one sample is one millisecond of the
+# monotonic clock, which keeps the limits' condition delays in seconds.
+ENGINE_TICKS_PER_SECOND = 1000.0
 
 
 class ConditionAlarms:
     """Raises and clears technical alarms for conditions the agent detects itself."""
 
-    def __init__(self, device_id: str, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, device_id: str, limits: Sequence[NumericLimit] = (),
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.device_id = device_id
         self._clock = clock
-        # No rules and no sample rate: the policies of technical conditions have no
-        # delay, and the engine's sample index here only orders the changes.
-        self._engine = AlarmEngine([])
-        self._changes_seen = 0
+        self._monotonic = monotonic
+        self._engine = AlarmEngine([], ENGINE_TICKS_PER_SECOND, limits=limits)
+        self._limits = tuple(limits)
         self._alarm_ids: dict[str, str] = {}
         self._started_at: dict[str, datetime] = {}
 
     def set_condition(self, kind: str, present: bool, evidence: str) -> Outgoing:
         """Start or end a condition and return the alarm messages it causes."""
-        self._changes_seen += 1
-        changes = self._engine.set_condition(kind, present, self._changes_seen, evidence)
+        changes = self._engine.set_condition(kind, present, self._tick(), evidence)
         return self.changes_to_send(changes)
+
+    def update_numeric(self, code: str, value: float) -> Outgoing:
+        """Check a vital sign (``spo2``, ``heart_rate``, ...) against its limits."""
+        return self.changes_to_send(
+            self._engine.update_numeric(code, value, self._tick())
+        )
+
+    def has_limit(self, code: str) -> bool:
+        return any(limit.code == code for limit in self._limits)
 
     def acknowledge(self, kind: str) -> Outgoing:
         return self.changes_to_send(self._engine.acknowledge(kind))
@@ -44,8 +61,8 @@ class ConditionAlarms:
         """Return the id sent with the current raise of ``kind``, None if not raised."""
         return self._alarm_ids.get(kind)
 
-    def is_raised(self, kind: str) -> bool:
-        return kind in self._engine.active
+    def _tick(self) -> int:
+        return int(self._monotonic() * ENGINE_TICKS_PER_SECOND)
 
     def changes_to_send(self, changes: list[AlarmChange]) -> Outgoing:
         out = Outgoing()

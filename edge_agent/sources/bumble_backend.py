@@ -9,6 +9,7 @@ and bumble 0.0.236. Pairing is not supported.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid as uuid_module
 from collections.abc import Callable
@@ -49,12 +50,38 @@ _PROPERTY_NAMES = {
 }
 
 
+class _SharedHost:
+    """What the scanners and clients of one bumble device must share.
+
+    BlueZ lets several programs scan at once and queues connection requests. A bumble
+    device has one scan and one pending LE connection, so scans are counted here and
+    connection setups (connect, MTU exchange, discovery) take turns.
+    """
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.scanners = 0
+        self.connecting = asyncio.Lock()
+
+    async def scanner_started(self, active: bool) -> None:
+        self.scanners += 1
+        if self.scanners == 1:
+            # NOTE: the first scanner's mode holds until every scanner has stopped.
+            await self.device.start_scanning(active=active)
+
+    async def scanner_stopped(self) -> None:
+        self.scanners -= 1
+        if self.scanners == 0:
+            await self.device.stop_scanning()
+
+
 def bumble_backends(
     device: Device,
 ) -> tuple[type[BaseBleakScanner], type[BaseBleakClient]]:
     """Return bleak scanner and client backend classes bound to ``device``."""
-    scanner = type("BumbleScanner", (BumbleScanner,), {"device": device})
-    client = type("BumbleClient", (BumbleClient,), {"device": device})
+    host = _SharedHost(device)
+    scanner = type("BumbleScanner", (BumbleScanner,), {"device": device, "host": host})
+    client = type("BumbleClient", (BumbleClient,), {"device": device, "host": host})
     return scanner, client
 
 
@@ -70,6 +97,7 @@ class BumbleScanner(BaseBleakScanner):
     """Reports the advertisements a bumble device receives."""
 
     device: ClassVar[Device]
+    host: ClassVar[_SharedHost]
 
     def __init__(self, detection_callback: Any, service_uuids: list[str] | None,
                  scanning_mode: str = "active", **kwargs: Any) -> None:
@@ -79,11 +107,11 @@ class BumbleScanner(BaseBleakScanner):
     async def start(self) -> None:
         self.seen_devices = {}
         self.device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
-        await self.device.start_scanning(active=self._active)
+        await self.host.scanner_started(self._active)
 
     async def stop(self) -> None:
         self.device.remove_listener(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
-        await self.device.stop_scanning()
+        await self.host.scanner_stopped()
 
     def _on_advertisement(self, advertisement: Advertisement) -> None:
         data = advertisement.data
@@ -118,6 +146,7 @@ class BumbleClient(BaseBleakClient):
     """A GATT client on a bumble connection, exposed through bleak's interface."""
 
     device: ClassVar[Device]
+    host: ClassVar[_SharedHost]
 
     def __init__(self, address_or_ble_device: BLEDevice | str, **kwargs: Any) -> None:
         super().__init__(
@@ -147,15 +176,18 @@ class BumbleClient(BaseBleakClient):
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         timeout_s = kwargs.get("timeout", self._timeout)
-        try:
-            connection = await self.device.connect(self._peer_address, timeout=timeout_s)
-        except core.BaseBumbleError as exc:
-            raise BleakError(f"could not connect to {self.address}: {exc}") from exc
-        self._connection = connection
-        connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
-        peer = Peer(connection)
-        await peer.request_mtu(ATT_REQUESTED_MTU)
-        self.services = await self._discover(peer)
+        async with self.host.connecting:
+            try:
+                connection = await self.device.connect(
+                    self._peer_address, timeout=timeout_s
+                )
+            except core.BaseBumbleError as exc:
+                raise BleakError(f"could not connect to {self.address}: {exc}") from exc
+            self._connection = connection
+            connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
+            peer = Peer(connection)
+            await peer.request_mtu(ATT_REQUESTED_MTU)
+            self.services = await self._discover(peer)
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()

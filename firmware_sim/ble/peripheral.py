@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bumble import gatt
 from bumble.core import UUID, AdvertisingData
-from bumble.device import Device
+from bumble.device import Connection, Device
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ class SimulatedSensor:
     """A peripheral that advertises, accepts connections and sends its feeds' values.
 
     ``step()`` sends one value of every feed to the subscribed central; ``run()`` calls
-    it every ``interval_s``. Faults: ``drop_link()``, ``notifying = False`` and
-    ``send_malformed()``.
+    it every ``interval_s``. Faults: ``drop_link()``, ``leave_range()``,
+    ``notifying = False`` and ``send_malformed()``.
     """
 
     def __init__(
@@ -76,6 +77,8 @@ class SimulatedSensor:
         self.device = device
         self.feeds = feeds
         self.notifying = True
+        self.in_range = True
+        self._tasks: set[asyncio.Task[None]] = set()
         self.step_index = 0
         self.battery = gatt.Characteristic(
             gatt.GATT_BATTERY_LEVEL_CHARACTERISTIC,
@@ -118,13 +121,41 @@ class SimulatedSensor:
             (AdvertisingData.COMPLETE_LOCAL_NAME, self.device.name.encode()),
             (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, service_uuids),
         ]))
+        self.device.on(Device.EVENT_CONNECTION, self._on_connection)
+        await self._advertise()
+        logger.info("simulated sensor %s advertising as %s",
+                    self.device.name, self.address)
+
+    async def _advertise(self) -> None:
+        # Restarted here rather than by bumble's auto_restart, so that a sensor out
+        # of range stays silent.
         await self.device.start_advertising(
-            auto_restart=True,
+            auto_restart=False,
             advertising_interval_min=ADVERTISING_INTERVAL_MS,
             advertising_interval_max=ADVERTISING_INTERVAL_MS,
         )
-        logger.info("simulated sensor %s advertising as %s",
-                    self.device.name, self.address)
+
+    def _on_connection(self, connection: Connection) -> None:
+        connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
+
+    def _on_disconnection(self, reason: int) -> None:
+        if self.in_range:
+            self._spawn(self._advertise())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def leave_range(self) -> None:
+        """Drop the link and stop advertising until ``return_to_range()``."""
+        self.in_range = False
+        await self.device.stop_advertising()
+        await self.drop_link()
+
+    async def return_to_range(self) -> None:
+        self.in_range = True
+        await self._advertise()
 
     async def step(self) -> None:
         """Send each feed's next value (or a queued malformed one) to subscribers."""

@@ -7,7 +7,6 @@ stream when the link drops. The ECG is a WFDB record resampled to 130 Hz.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from fractions import Fraction
@@ -103,14 +102,10 @@ class PolarH10(SimulatedSensor):
         )
         super().__init__(device, [heart_rate, self.ecg],
                          controls=[(PMD_SERVICE, self.control_point)])
-        self._responses: set[asyncio.Task[None]] = set()
-        device.on(device.EVENT_CONNECTION, self._on_connection)
-
-    def _on_connection(self, connection: Connection) -> None:
-        connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
 
     def _on_disconnection(self, reason: int) -> None:
         self.ecg.active = False
+        super()._on_disconnection(reason)
 
     def _on_request(self, connection: Connection, request: bytes) -> None:
         if bytes(request) == start_ecg_request():
@@ -122,11 +117,9 @@ class PolarH10(SimulatedSensor):
             logger.info("%s: unsupported PMD request %s", self.device.name,
                         bytes(request).hex())
         # The response goes out after the write response, as an indication.
-        task = asyncio.create_task(self.device.indicate_subscriber(
+        self._spawn(self.device.indicate_subscriber(
             connection, self.control_point, start_ecg_response(error)
         ))
-        self._responses.add(task)
-        task.add_done_callback(self._responses.discard)
 
 
 def polar_h10(radio: VirtualRadio, address: str, record: str | Path,

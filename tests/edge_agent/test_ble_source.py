@@ -265,3 +265,36 @@ async def test_link_changes_reported(start) -> None:
             break
         await asyncio.sleep(0.01)
     assert changes[:3] == [True, False, True]
+
+
+async def test_two_sources_share_one_host() -> None:
+    radio = VirtualRadio()
+    strap = heart_rate_sensor(radio, SENSOR_ADDRESS, [80])
+    oximeter = pulse_oximeter(radio, "F2:F2:F2:F2:F2:F2")
+    central = radio.make_device("agent", CENTRAL_ADDRESS)
+    await central.power_on()
+    await strap.start()
+    await oximeter.start()
+    scanner, client = bumble_backends(central)
+    readings: asyncio.Queue[BleReading] = asyncio.Queue()
+    sources = [
+        BleSensorSource(address, readings.put_nowait, scanner_backend=scanner,
+                        client_backend=client, scan_timeout_s=2.0,
+                        reconnect_min_delay_s=0.01, reconnect_max_delay_s=0.05)
+        for address in (SENSOR_ADDRESS, "F2:F2:F2:F2:F2:F2")
+    ]
+    tasks = [asyncio.create_task(source.run()) for source in sources]
+    try:
+        for source in sources:
+            await asyncio.wait_for(source.connected.wait(), WAIT_S)
+        await strap.step()
+        await oximeter.step()
+        received = {
+            (await asyncio.wait_for(readings.get(), WAIT_S)).address for _ in range(2)
+        }
+        assert received == {SENSOR_ADDRESS, "F2:F2:F2:F2:F2:F2"}
+        assert all(source.connections == 1 for source in sources)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

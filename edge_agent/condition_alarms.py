@@ -36,7 +36,6 @@ class ConditionAlarms:
         self._clock = clock
         self._monotonic = monotonic
         self._engine = AlarmEngine([], ENGINE_TICKS_PER_SECOND, limits=limits)
-        self._limits = tuple(limits)
         self._alarm_ids: dict[str, str] = {}
         self._started_at: dict[str, datetime] = {}
 
@@ -50,9 +49,6 @@ class ConditionAlarms:
         return self.changes_to_send(
             self._engine.update_numeric(code, value, self._tick())
         )
-
-    def has_limit(self, code: str) -> bool:
-        return any(limit.code == code for limit in self._limits)
 
     def acknowledge(self, kind: str) -> Outgoing:
         return self.changes_to_send(self._engine.acknowledge(kind))

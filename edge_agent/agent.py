@@ -114,6 +114,7 @@ class BedsideAgent:
             config.central, self.buffer, self.device_id, config.device_secret(),
             on_alarm_acknowledge=self._on_alarm_acknowledge,
         )
+
         self.source = (
             SerialBoardSource(
                 config.serial.port, config.serial.baudrate, self._on_frame,
@@ -134,6 +135,7 @@ class BedsideAgent:
             ConditionAlarms(self.device_id, config.analyzer_settings().limits, clock)
             if config.serial is None else None
         )
+
         self._frames: asyncio.Queue[SensorInput] = asyncio.Queue(FRAME_QUEUE_LIMIT)
         self.stream: EcgStream | None = None
         self._early_ecg: deque[EcgPayload] = deque(maxlen=EARLY_FRAMES_LIMIT)
@@ -428,11 +430,14 @@ class BedsideAgent:
         )
 
     async def _check_ble_limit(self, limit_code: str, value: float) -> None:
-        # Where an ECG streams, its analysis checks the heart rate limits itself.
-        if limit_code == HEART_RATE and self.stream is not None:
+        conditions = self.condition_alarms
+        # Where an ECG streams, its analysis checks the heart rate limits itself,
+        # once an alarm raised from numerics before the ECG started has cleared.
+        if (limit_code == HEART_RATE and self.stream is not None
+                and not (conditions and conditions.limit_alarm_raised(HEART_RATE))):
             return
-        if self.condition_alarms is not None:
-            await self._commit(self.condition_alarms.update_numeric(limit_code, value))
+        if conditions is not None:
+            await self._commit(conditions.update_numeric(limit_code, value))
         elif self.stream is not None:
             changes = self.stream.analyzer.update_numeric(limit_code, value)
             await self._commit(self.stream.changes_to_send(changes))

@@ -2,8 +2,8 @@
 
 ``BleSensorGroup`` builds one ``BleSensorSource`` per ``[[ble.sensors]]`` entry and
 runs them until cancelled. Readings and ECG samples go to the callbacks the agent
-passes in; link losses and returning data go to ``on_link_change`` and ``on_data``
-with the sensor's label, so the agent's supervisor can raise and clear the
+passes in. Link losses and returning data go to ``on_link_change`` and ``on_data``
+with the sensor's label, so that the agent's supervisor can raise and clear the
 ``sensor_disconnected`` alarm. By default bleak's platform backend is used (BlueZ on
 a Pi); ``ble.transport`` names a bumble transport such as ``usb:0`` instead.
 """

@@ -131,9 +131,9 @@ def _scan(args: argparse.Namespace) -> int:
     if transport is None and args.config is not None:
         transport = load_config(args.config).ble.transport
     devices = asyncio.run(scan(args.timeout, transport))
-    shown = devices if args.all else [d for d in devices if d.is_health_sensor()]
-    print(format_table(shown))
-    hidden = len(devices) - len(shown)
+    listed = devices if args.all else [d for d in devices if d.is_health_sensor()]
+    print(format_table(listed))
+    hidden = len(devices) - len(listed)
     if hidden:
         print(f"({hidden} devices without a health service not shown; use --all)")
     return 0

@@ -25,7 +25,7 @@ ENGINE_TICKS_PER_SECOND = 1000.0
 
 
 class ConditionAlarms:
-    """Raises and clears technical alarms for conditions the agent detects itself."""
+    """Alarm state of the agent's own conditions and of vital-sign limits."""
 
     def __init__(
         self, device_id: str, limits: Sequence[NumericLimit] = (),
@@ -52,6 +52,10 @@ class ConditionAlarms:
 
     def acknowledge(self, kind: str) -> Outgoing:
         return self.changes_to_send(self._engine.acknowledge(kind))
+
+    def limit_alarm_raised(self, code: str) -> bool:
+        """Return whether a low or high alarm of vital sign ``code`` is raised."""
+        return any(kind in (f"{code}_low", f"{code}_high") for kind in self._engine.active)
 
     def alarm_id_of(self, kind: str) -> str | None:
         """Return the id sent with the current raise of ``kind``, None if not raised."""

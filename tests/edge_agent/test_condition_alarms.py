@@ -80,3 +80,12 @@ def test_acknowledged_condition_stays_until_it_ends() -> None:
     assert emergencies(alarms.acknowledge("sensor_disconnected")) == []
     [cleared] = emergencies(alarms.set_condition("sensor_disconnected", False, "back"))
     assert cleared.state == "cleared"
+
+
+def test_limit_alarm_raised_by_code() -> None:
+    alarms, clocks = make()
+    alarms.update_numeric("heart_rate", 150.0)
+    clocks.seconds += 11.0
+    alarms.update_numeric("heart_rate", 150.0)
+    assert alarms.limit_alarm_raised("heart_rate")
+    assert not alarms.limit_alarm_raised("spo2")

@@ -172,7 +172,7 @@ class BleSensorSource:
         self.address = address
         self._name = name
         self._service_uuid = service_uuid
-        self.label = address if address is not None else f"{name!r}"
+        self.label = address if address is not None else f"{name!r} ({service_uuid})"
         self._on_reading = on_reading
         self._on_ecg = on_ecg
         self._on_link_change = on_link_change
@@ -204,9 +204,15 @@ class BleSensorSource:
         """Connect, read and reconnect until cancelled."""
         delay_s = self._min_delay_s
         while True:
+            readings_before = self.readings
             try:
                 await self._session()
-                delay_s = self._min_delay_s
+                # A sensor that connects and drops again without sending anything
+                # keeps backing off, so a flapping link is not retried twice a second.
+                if self.readings > readings_before:
+                    delay_s = self._min_delay_s
+                else:
+                    delay_s = min(delay_s * 2, self._max_delay_s)
             except (BleakError, TimeoutError, OSError) as exc:
                 logger.warning("BLE sensor %s: connection failed: %s", self.label, exc)
                 delay_s = min(delay_s * 2, self._max_delay_s)
@@ -269,6 +275,13 @@ class BleSensorSource:
             self._on_link_change(connected)
 
     async def _subscribe(self, client: BleakClient) -> None:
+        if (self._service_uuid is not None
+                and client.services.get_service(self._service_uuid) is None):
+            self._rediscover_next_time()
+            raise MissingCharacteristicError(
+                f"service {self._service_uuid} missing after discovery; it will be "
+                "discovered afresh at the next connection"
+            )
         found = 0
         for uuid in SUBSCRIBED_CHARACTERISTICS:
             characteristic = client.services.get_characteristic(uuid)
@@ -280,12 +293,15 @@ class BleSensorSource:
             if uuid != BATTERY_LEVEL_UUID:
                 found += 1
         if not found:
-            self._discover_afresh = True
-            self.rediscoveries += 1
+            self._rediscover_next_time()
             raise MissingCharacteristicError(
                 "no known measurement characteristic on this sensor; its services "
                 "will be discovered afresh at the next connection"
             )
+
+    def _rediscover_next_time(self) -> None:
+        self._discover_afresh = True
+        self.rediscoveries += 1
 
     async def _start_polar_ecg(self, client: BleakClient) -> None:
         control_point = client.services.get_characteristic(POLAR_PMD_CONTROL_POINT_UUID)

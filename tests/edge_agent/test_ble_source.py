@@ -11,20 +11,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
+from bumble import gatt
+from bumble.core import UUID, AdvertisingData
 
 from edge_agent.sources.ble import BleReading, BleSensorSource
 from edge_agent.sources.bumble_backend import bumble_backends
 from edge_agent.sources.polar import BleEcgSamples
-from firmware_sim.ble.peripheral import SimulatedSensor
+from firmware_sim.ble.peripheral import Feed, SimulatedSensor
 from firmware_sim.ble.polar import SAMPLES_PER_FRAME, PolarH10
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.ble.sensors import (
     blood_pressure_monitor,
     heart_rate_sensor,
+    heart_rates,
     pulse_oximeter,
     thermometer,
 )
-from protocol.gatt import HEART_RATE_SERVICE_UUID
+from protocol.gatt import HEART_RATE_SERVICE_UUID, PULSE_OXIMETER_SERVICE_UUID
 
 SENSOR_ADDRESS = "F1:F1:F1:F1:F1:F1"
 CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
@@ -298,3 +301,35 @@ async def test_two_sources_share_one_host() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+
+class MislabelledStrap(SimulatedSensor):
+    """Advertises the Pulse Oximeter service but serves only Heart Rate."""
+
+    async def start(self) -> None:
+        await super().start()
+        await self.device.stop_advertising()
+        self.device.advertising_data = bytes(AdvertisingData([
+            (AdvertisingData.COMPLETE_LOCAL_NAME, b"AURA mislabelled"),
+            (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
+             UUID.from_16_bits(0x1822).to_bytes()),
+        ]))
+        await self._advertise()
+
+
+def mislabelled_strap(radio: VirtualRadio, address: str) -> SimulatedSensor:
+    feed = Feed(gatt.GATT_HEART_RATE_SERVICE,
+                gatt.GATT_HEART_RATE_MEASUREMENT_CHARACTERISTIC, heart_rates([60]))
+    return MislabelledStrap(radio.make_device("AURA mislabelled", address), [feed])
+
+
+async def test_missing_bound_service_rediscovers(start) -> None:
+    harness = await start(mislabelled_strap, wait_connected=False,
+                          by_name=("AURA mislabelled", PULSE_OXIMETER_SERVICE_UUID))
+    for _ in range(300):
+        if harness.source.rediscoveries >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.source.rediscoveries >= 2
+    assert harness.source.connections == 0

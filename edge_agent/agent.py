@@ -21,13 +21,13 @@ from edge_agent.alarms.limits import (
 from edge_agent.ble_sensors import POLAR_ECG_FORMAT, BleBackends, BleSensorGroup
 from edge_agent.buffer import MessageBuffer, Priority
 from edge_agent.condition_alarms import ConditionAlarms
-from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
 from edge_agent.config import AgentConfig
-from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
+from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
 from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
 from edge_agent.sources.ble import BleReading
 from edge_agent.sources.polar import BleEcgSamples
 from edge_agent.sources.serial_board import SerialBoardSource
+from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
 from edge_agent.uplink import Uplink
 from protocol.board import (
     EcgPayload,
@@ -284,7 +284,8 @@ class BedsideAgent:
 
     def _on_sensor_link(self, label: str, connected: bool) -> None:
         if not connected and self.supervisor is not None:
-            self.supervisor.sensor_disconnected(label, asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            self.supervisor.sensor_disconnected(label, now)
 
     def _on_sensor_data(self, label: str) -> None:
         if self.supervisor is not None:

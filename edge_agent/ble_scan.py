@@ -60,9 +60,12 @@ def _other_service_name(uuid: str) -> str:
 async def scan(timeout_s: float, transport: str | None = None) -> list[FoundDevice]:
     """Scan for ``timeout_s`` and return the devices heard, strongest first."""
     async with open_backends(transport) as backends:
-        found = await BleakScanner.discover(
-            timeout=timeout_s, return_adv=True, backend=backends.scanner
-        )
+        if backends.scanner is None:
+            found = await BleakScanner.discover(timeout=timeout_s, return_adv=True)
+        else:
+            found = await BleakScanner.discover(
+                timeout=timeout_s, return_adv=True, backend=backends.scanner
+            )
     devices = [
         FoundDevice(
             name=advertisement.local_name or device.name,

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.change import AlarmChange
+from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.limits import NumericLimit
 from edge_agent.ecg_stream import Outgoing, utc_now
 from protocol.messages import Emergency
@@ -55,7 +55,8 @@ class ConditionAlarms:
 
     def limit_alarm_raised(self, code: str) -> bool:
         """Return whether a low or high alarm of vital sign ``code`` is raised."""
-        return any(kind in (f"{code}_low", f"{code}_high") for kind in self._engine.active)
+        kinds = (f"{code}_low", f"{code}_high")
+        return any(kind in kinds for kind in self._engine.active)
 
     def alarm_id_of(self, kind: str) -> str | None:
         """Return the id sent with the current raise of ``kind``, None if not raised."""

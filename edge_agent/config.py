@@ -41,7 +41,9 @@ class SerialSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 BleServiceName = Literal[
     "heart_rate", "pulse_oximeter", "blood_pressure", "health_thermometer", "polar_pmd"
 ]
-BleAddress = Annotated[str, msgspec.Meta(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")]
+BleAddress = Annotated[
+    str, msgspec.Meta(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+]
 
 
 class BleSensorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -221,8 +223,8 @@ def parse_config(data: dict[str, object], source: str = "<config>") -> AgentConf
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     for section in ("central", "ble"):
-        settings_section = getattr(config, section)
-        if settings_section.reconnect_min_delay_s > settings_section.reconnect_max_delay_s:
+        backoff = getattr(config, section)
+        if backoff.reconnect_min_delay_s > backoff.reconnect_max_delay_s:
             raise ConfigError(
                 f"{source}: {section}.reconnect_min_delay_s must not exceed "
                 f"{section}.reconnect_max_delay_s"

@@ -32,8 +32,8 @@ class TechnicalSupervisor:
     """Decides when sensor silence, a lost link or a wrong sample rate is an alarm."""
 
     def __init__(
-        self, sensor_silent_s: float | None, link_lost_s: float, check_sample_rate: bool,
-        started_at: float, sensor_disconnected_s: float = 10.0,
+        self, sensor_silent_s: float | None, link_lost_s: float,
+        check_sample_rate: bool, started_at: float, sensor_disconnected_s: float = 10.0,
     ) -> None:
         # None turns the check off, for a bed with no sensor board.
         self._sensor_silent_s = sensor_silent_s
@@ -81,7 +81,7 @@ class TechnicalSupervisor:
             self._link_down_since = now
 
     def watch_sensor(self, label: str, now: float) -> None:
-        """Expect data from a Bluetooth sensor; it counts as lost until it sends some."""
+        """Expect data from a Bluetooth sensor, which counts as lost until it sends."""
         self._sensors_lost_since.setdefault(label, now)
 
     def sensor_disconnected(self, label: str, now: float) -> None:

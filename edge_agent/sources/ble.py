@@ -224,7 +224,7 @@ class BleSensorSource:
     async def _find(self) -> BLEDevice | None:
         if self.address is not None:
             return await BleakScanner.find_device_by_address(
-                self.address, timeout=self._scan_timeout_s, backend=self._scanner_backend
+                self.address, timeout=self._scan_timeout_s, **self._scanner_options()
             )
         wanted_service = self._service_uuid
 
@@ -235,8 +235,14 @@ class BleSensorSource:
             )
 
         return await BleakScanner.find_device_by_filter(
-            matches, timeout=self._scan_timeout_s, backend=self._scanner_backend
+            matches, timeout=self._scan_timeout_s, **self._scanner_options()
         )
+
+    def _scanner_options(self) -> BleakScanner.ExtraArgs:
+        # bleak picks the platform backend only when no backend argument is given.
+        if self._scanner_backend is None:
+            return {}
+        return {"backend": self._scanner_backend}
 
     async def _session(self) -> None:
         device = await self._find()
@@ -361,7 +367,9 @@ class BleSensorSource:
             logger.debug("BLE sensor %s: %s carried no valid value", self.label, uuid)
             return
         self.readings += 1
-        self._on_reading(BleReading(self.device_address, uuid, self._clock(), measurements))
+        self._on_reading(
+            BleReading(self.device_address, uuid, self._clock(), measurements)
+        )
 
     def _deliver_ecg(self, frame: PolarEcgFrame) -> None:
         first_index = self._ecg_counter.number(frame)

@@ -94,9 +94,10 @@ class PolarH10(SimulatedSensor):
         heart_rate = Feed(gatt.GATT_HEART_RATE_SERVICE,
                           gatt.GATT_HEART_RATE_MEASUREMENT_CHARACTERISTIC,
                           heart_rates(rates_bpm))
-        self.control_point = gatt.Characteristic(
+        self.control_point: gatt.Characteristic[bytes] = gatt.Characteristic(
             PMD_CONTROL_POINT,
-            gatt.Characteristic.Properties.WRITE | gatt.Characteristic.Properties.INDICATE,
+            gatt.Characteristic.Properties.WRITE
+            | gatt.Characteristic.Properties.INDICATE,
             gatt.Characteristic.WRITEABLE,
             gatt.CharacteristicValue(write=self._on_request),
         )

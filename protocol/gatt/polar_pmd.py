@@ -61,7 +61,7 @@ def start_ecg_request() -> bytes:
 
 
 def start_ecg_response(error_code: int = PMD_ERROR_SUCCESS) -> bytes:
-    """Return the control point response to a start request, as the sensor sends it."""
+    """Return the control point response to a start request, as the H10 sends it."""
     return bytes([
         PMD_RESPONSE_CODE, PMD_OP_START_MEASUREMENT, PMD_MEASUREMENT_TYPE_ECG, error_code
     ])

@@ -1,4 +1,4 @@
-"""A chest strap's 130 Hz ECG through the agent's ECG stream: beats, heart rate, numbering."""
+"""A chest strap's 130 Hz ECG through the agent's ECG stream: beats, rate, numbering."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class PolarSampleCounter:
     Frames of one connection follow each other, so their samples are numbered on.
     When the frame timestamps (of each frame's last sample) jump by more than half a
     frame beyond the expected spacing, the samples lost in between are skipped in the
-    numbering, so the ECG stream sees a gap instead of stitching two stretches.
+    numbering, so the ECG stream gets a gap instead of two stretches stitched together.
     """
 
     def __init__(self, sample_rate_hz: float = POLAR_ECG_SAMPLE_RATE_HZ) -> None:
@@ -51,7 +51,7 @@ class PolarSampleCounter:
                             skipped, frame.timestamp_ns)
                 self._next_index += skipped
             elif frame.timestamp_ns < previous:
-                # A restarted sensor clock says nothing about the samples lost.
+                # A restarted sensor clock gives no measure of the samples lost.
                 logger.info("Polar ECG: sensor clock went back from %d to %d ns",
                             previous, frame.timestamp_ns)
         first = self._next_index

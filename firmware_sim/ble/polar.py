@@ -1,8 +1,9 @@
 """A simulated Polar H10 chest strap: heart rate, and ECG at 130 Hz on request.
 
 Like the real strap, it streams ECG only after a central writes the "start ECG"
-request to the PMD control point, answers that request by indication, and stops the
-stream when the link drops. The ECG is a WFDB record resampled to 130 Hz.
+request to the PMD control point, sends its response to that request as an
+indication, and stops the stream when the link drops. The ECG is a WFDB record
+resampled to 130 Hz.
 """
 
 from __future__ import annotations

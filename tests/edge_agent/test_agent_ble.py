@@ -1,4 +1,4 @@
-"""The agent on a bed with Bluetooth sensors only: limits, local alarms, acknowledgement.
+"""The agent on a bed with Bluetooth sensors only: limits, local alarms, acknowledging.
 
 Central is unreachable here, so everything waits in the agent's buffer, where the
 test reads it. The sensors run on bumble's in-process link.

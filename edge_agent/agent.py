@@ -9,6 +9,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from edge_agent.alarms.catalog import AlarmKind
 from edge_agent.alarms.limits import (
@@ -18,14 +19,13 @@ from edge_agent.alarms.limits import (
     SYSTOLIC_BP,
     TEMPERATURE,
 )
-from edge_agent.ble_sensors import POLAR_ECG_FORMAT, BleBackends, BleSensorGroup
 from edge_agent.buffer import MessageBuffer, Priority
 from edge_agent.condition_alarms import ConditionAlarms
 from edge_agent.config import AgentConfig
 from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
 from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
-from edge_agent.sources.ble import BleReading
-from edge_agent.sources.polar import BleEcgSamples
+from edge_agent.sources.ble_readings import BleEcgSamples, BleReading
+from edge_agent.sources.polar import POLAR_ECG_FORMAT
 from edge_agent.sources.serial_board import SerialBoardSource
 from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
 from edge_agent.uplink import Uplink
@@ -47,6 +47,9 @@ from protocol.messages import (
     VitalsNumerics,
     encode,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.ble_sensors import BleBackends, BleSensorGroup
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +125,16 @@ class BedsideAgent:
             )
             if config.serial is not None else None
         )
-        self.ble = (
-            BleSensorGroup(
+        self.ble: BleSensorGroup | None = None
+        if config.ble.sensors:
+            # Imported here, so a bed without Bluetooth sensors starts without
+            # loading bleak and bumble.
+            from edge_agent.ble_sensors import BleSensorGroup
+
+            self.ble = BleSensorGroup(
                 config.ble, self._on_frame, self._on_frame, self._on_sensor_link,
                 self._on_sensor_data, ble_backends,
             )
-            if config.ble.sensors else None
-        )
         # Without a sensor board, the agent's own conditions and the limits of
         # Bluetooth numerics have an alarm engine of their own (see condition_alarms).
         self.condition_alarms = (

@@ -20,15 +20,13 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
 from edge_agent.config import BleSensorSettings, BleSettings
-from edge_agent.ecg_stream import StreamFormat
-from edge_agent.sources.ble import BleReading, BleSensorSource
+from edge_agent.sources.ble import BleSensorSource
+from edge_agent.sources.ble_readings import BleEcgSamples, BleReading
 from edge_agent.sources.bumble_backend import bumble_backends
-from edge_agent.sources.polar import BleEcgSamples
 from protocol.gatt import (
     BLOOD_PRESSURE_SERVICE_UUID,
     HEALTH_THERMOMETER_SERVICE_UUID,
     HEART_RATE_SERVICE_UUID,
-    POLAR_ECG_SAMPLE_RATE_HZ,
     PULSE_OXIMETER_SERVICE_UUID,
 )
 from protocol.gatt.polar_pmd import POLAR_PMD_SERVICE_UUID
@@ -42,11 +40,6 @@ SERVICE_UUIDS = {
     "health_thermometer": HEALTH_THERMOMETER_SERVICE_UUID,
     "polar_pmd": POLAR_PMD_SERVICE_UUID,
 }
-# The H10's electrodes sit left and right on the lower chest, a horizontal axis close
-# to lead I. NOTE: an approximation; the protocol has no code for a chest-strap lead.
-POLAR_ECG_FORMAT = StreamFormat(
-    lead="I", sample_rate_hz=float(POLAR_ECG_SAMPLE_RATE_HZ), scale_uv=1.0
-)
 # Static random address of the agent's own bumble device on a bumble transport (the
 # two top bits set mark a static random address).
 BUMBLE_HOST_ADDRESS = "F0:A0:00:00:00:01"

@@ -11,8 +11,6 @@ import signal
 import sys
 from pathlib import Path
 
-from bleak.exc import BleakError
-
 from edge_agent.agent import BedsideAgent
 from edge_agent.config import ConfigError, load_config
 from edge_agent.service import notify, watchdog_interval_s
@@ -123,6 +121,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    # Imported here, so the other commands start without loading bleak and bumble.
+    from bleak.exc import BleakError
+
     from edge_agent.ble_scan import format_table, scan
 
     if not 0.0 < args.timeout <= 300.0:
@@ -130,7 +131,11 @@ def _scan(args: argparse.Namespace) -> int:
     transport = args.transport
     if transport is None and args.config is not None:
         transport = load_config(args.config).ble.transport
-    devices = asyncio.run(scan(args.timeout, transport))
+    try:
+        devices = asyncio.run(scan(args.timeout, transport))
+    except (OSError, BleakError) as exc:
+        print(f"aura-edge: Bluetooth scan failed: {exc}", file=sys.stderr)
+        return 1
     listed = devices if args.all else [d for d in devices if d.is_health_sensor()]
     print(format_table(listed))
     hidden = len(devices) - len(listed)
@@ -161,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"aura-edge: {exc}", file=sys.stderr)
         return 2
-    except (OSError, BleakError) as exc:
-        print(f"aura-edge: Bluetooth failed: {exc}", file=sys.stderr)
-        return 1
+
     return 0
 
 

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from bleak import BleakClient, BleakScanner
@@ -29,7 +28,8 @@ from bleak.exc import BleakError
 from bleak_retry_connector import clear_cache, establish_connection
 
 from edge_agent.ecg_stream import utc_now
-from edge_agent.sources.polar import BleEcgSamples, PolarSampleCounter
+from edge_agent.sources.ble_readings import BleEcgSamples, BleReading
+from edge_agent.sources.polar import PolarSampleCounter
 from protocol.codes import VitalSign
 from protocol.errors import ProtocolError
 from protocol.gatt import (
@@ -55,7 +55,7 @@ from protocol.gatt.polar_pmd import (
     start_ecg_error,
     start_ecg_request,
 )
-from protocol.messages import Measurement, VitalsNumerics
+from protocol.messages import Measurement
 
 logger = logging.getLogger(__name__)
 
@@ -80,22 +80,6 @@ PMD_RESPONSE_TIMEOUT_S = 5.0
 
 class MissingCharacteristicError(BleakError):
     """The sensor offers none of the characteristics it was bound for."""
-
-
-@dataclass(frozen=True)
-class BleReading:
-    """Measurements decoded from one notification of one sensor."""
-
-    address: str
-    characteristic_uuid: str
-    received_at: datetime
-    measurements: list[Measurement]
-
-    def to_message(self, device_id: str, seq: int, sent_at: datetime) -> VitalsNumerics:
-        return VitalsNumerics(
-            device_id=device_id, seq=seq, sent_at=sent_at,
-            measured_at=self.received_at, measurements=list(self.measurements),
-        )
 
 
 def _measurement(sign: VitalSign, value: float | None) -> list[Measurement]:

@@ -10,9 +10,10 @@ and bumble 0.0.236. Pairing is not supported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid as uuid_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from bleak.args import SizedBuffer
@@ -83,6 +84,15 @@ def bumble_backends(
     scanner = type("BumbleScanner", (BumbleScanner,), {"device": device, "host": host})
     client = type("BumbleClient", (BumbleClient,), {"device": device, "host": host})
     return scanner, client
+
+
+@contextlib.contextmanager
+def bleak_errors(action: str) -> Iterator[None]:
+    """Raise bumble's errors as ``BleakError``, the type bleak's callers handle."""
+    try:
+        yield
+    except core.BaseBumbleError as exc:
+        raise BleakError(f"{action} failed: {exc}") from exc
 
 
 def bleak_uuid(uuid: core.UUID) -> str:
@@ -185,9 +195,15 @@ class BumbleClient(BaseBleakClient):
                 raise BleakError(f"could not connect to {self.address}: {exc}") from exc
             self._connection = connection
             connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
-            peer = Peer(connection)
-            await peer.request_mtu(ATT_REQUESTED_MTU)
-            self.services = await self._discover(peer)
+            try:
+                with bleak_errors(f"setting up the connection to {self.address}"):
+                    peer = Peer(connection)
+                    await peer.request_mtu(ATT_REQUESTED_MTU)
+                    self.services = await self._discover(peer)
+            except BleakError:
+                # A half-set-up link must not stay open while the caller retries.
+                await self.disconnect()
+                raise
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
@@ -243,19 +259,23 @@ class BumbleClient(BaseBleakClient):
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
                              use_cached: bool = False, **kwargs: Any) -> bytearray:
-        return bytearray(await characteristic.obj.read_value())
+        with bleak_errors(f"reading {characteristic.uuid}"):
+            return bytearray(await characteristic.obj.read_value())
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *,
                                    use_cached: bool = False, **kwargs: Any) -> bytearray:
-        return bytearray(await descriptor.obj.read_value())
+        with bleak_errors(f"reading {descriptor.uuid}"):
+            return bytearray(await descriptor.obj.read_value())
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic,
                               data: SizedBuffer, response: bool) -> None:
-        await characteristic.obj.write_value(bytes(data), with_response=response)
+        with bleak_errors(f"writing {characteristic.uuid}"):
+            await characteristic.obj.write_value(bytes(data), with_response=response)
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor,
                                     data: SizedBuffer) -> None:
-        await descriptor.obj.write_value(bytes(data), with_response=True)
+        with bleak_errors(f"writing {descriptor.uuid}"):
+            await descriptor.obj.write_value(bytes(data), with_response=True)
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic,
                            callback: NotifyCallback, **kwargs: Any) -> None:
@@ -263,8 +283,10 @@ class BumbleClient(BaseBleakClient):
             callback(bytearray(value))
 
         self._subscribers[characteristic.handle] = deliver
-        await characteristic.obj.subscribe(deliver)
+        with bleak_errors(f"subscribing to {characteristic.uuid}"):
+            await characteristic.obj.subscribe(deliver)
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         deliver = self._subscribers.pop(characteristic.handle, None)
-        await characteristic.obj.unsubscribe(deliver)
+        with bleak_errors(f"unsubscribing from {characteristic.uuid}"):
+            await characteristic.obj.unsubscribe(deliver)

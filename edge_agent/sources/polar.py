@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 
+from edge_agent.ecg_stream import StreamFormat
 from protocol.gatt.polar_pmd import POLAR_ECG_SAMPLE_RATE_HZ, PolarEcgFrame
 
 logger = logging.getLogger(__name__)
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class BleEcgSamples:
-    """ECG samples in microvolts from one PMD frame, numbered along the stream."""
-
-    address: str
-    first_sample_index: int
-    samples_uv: tuple[int, ...]
-    received_at: datetime
+# The H10's electrodes sit left and right on the lower chest, a horizontal axis close
+# to lead I. NOTE: an approximation; the protocol has no code for a chest-strap lead.
+POLAR_ECG_FORMAT = StreamFormat(
+    lead="I", sample_rate_hz=float(POLAR_ECG_SAMPLE_RATE_HZ), scale_uv=1.0
+)
 
 
 class PolarSampleCounter:

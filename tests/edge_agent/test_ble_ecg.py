@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.ble_sensors import POLAR_ECG_FORMAT
 from edge_agent.dsp.settings import AnalyzerSettings
 from edge_agent.ecg_stream import EcgStream
-from edge_agent.sources.polar import PolarSampleCounter
+from edge_agent.sources.polar import POLAR_ECG_FORMAT, PolarSampleCounter
 from firmware_sim.ble.polar import SAMPLES_PER_FRAME, record_microvolts
 from protocol.gatt import PolarEcgFrame
 

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
+from bleak import BleakClient
+from bleak.exc import BleakError
 from bumble import gatt
 from bumble.core import UUID, AdvertisingData
 
 from edge_agent.sources.ble import BleReading, BleSensorSource
+from edge_agent.sources.ble_readings import BleEcgSamples
 from edge_agent.sources.bumble_backend import bumble_backends
-from edge_agent.sources.polar import BleEcgSamples
 from firmware_sim.ble.peripheral import Feed, SimulatedSensor
 from firmware_sim.ble.polar import SAMPLES_PER_FRAME, PolarH10
 from firmware_sim.ble.radio import VirtualRadio
@@ -28,6 +30,7 @@ from firmware_sim.ble.sensors import (
     thermometer,
 )
 from protocol.gatt import HEART_RATE_SERVICE_UUID, PULSE_OXIMETER_SERVICE_UUID
+from protocol.gatt.polar_pmd import POLAR_PMD_CONTROL_POINT_UUID
 
 SENSOR_ADDRESS = "F1:F1:F1:F1:F1:F1"
 CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
@@ -333,3 +336,19 @@ async def test_missing_bound_service_rediscovers(start) -> None:
         await asyncio.sleep(0.01)
     assert harness.source.rediscoveries >= 2
     assert harness.source.connections == 0
+
+
+async def test_bumble_errors_become_bleak_errors() -> None:
+    radio = VirtualRadio()
+    strap = polar_strap(radio, SENSOR_ADDRESS)
+    central = radio.make_device("agent", CENTRAL_ADDRESS)
+    await central.power_on()
+    await strap.start()
+    _, client_backend = bumble_backends(central)
+    async with BleakClient(SENSOR_ADDRESS, backend=client_backend) as client:
+        control_point = client.services.get_characteristic(POLAR_PMD_CONTROL_POINT_UUID)
+        assert control_point is not None
+        # The control point may be written, not read.
+        with pytest.raises(BleakError, match="reading .* failed"):
+            await client.read_gatt_char(control_point)
+        assert client.is_connected

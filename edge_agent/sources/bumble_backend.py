@@ -152,6 +152,20 @@ class BumbleScanner(BaseBleakScanner):
             self.call_detection_callbacks(found, advertisement_data)
 
 
+_late_disconnections: set[asyncio.Task[None]] = set()
+
+
+def _close_late_connection(attempt: asyncio.Future[Connection]) -> None:
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    connection = attempt.result()
+    logger.info("closing the link to %s that completed after its connect was "
+                "cancelled", connection.peer_address)
+    task = asyncio.ensure_future(connection.disconnect())
+    _late_disconnections.add(task)
+    task.add_done_callback(_late_disconnections.discard)
+
+
 class BumbleClient(BaseBleakClient):
     """A GATT client on a bumble connection, exposed through bleak's interface."""
 
@@ -187,10 +201,18 @@ class BumbleClient(BaseBleakClient):
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         timeout_s = kwargs.get("timeout", self._timeout)
         async with self.host.connecting:
+            attempt = asyncio.ensure_future(
+                self.device.connect(self._peer_address, timeout=timeout_s)
+            )
             try:
-                connection = await self.device.connect(
-                    self._peer_address, timeout=timeout_s
-                )
+                connection = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # bumble 0.0.236 forgets a pending connection's own address type when
+                # connect() is cancelled, then fails on the connection that completes
+                # anyway. So the attempt runs on to its own timeout, and a link it
+                # makes after all is closed.
+                attempt.add_done_callback(_close_late_connection)
+                raise
             except core.BaseBumbleError as exc:
                 raise BleakError(f"could not connect to {self.address}: {exc}") from exc
             self._connection = connection

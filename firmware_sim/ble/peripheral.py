@@ -147,6 +147,18 @@ class SimulatedSensor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def stop_background_tasks(self) -> None:
+        """Cancel pending advertising restarts and responses, as at the end of a test.
+
+        The sensor stays out of range afterwards, so no later disconnection starts
+        new ones.
+        """
+        self.in_range = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def leave_range(self) -> None:
         """Drop the link and stop advertising until ``return_to_range()``."""
         self.in_range = False

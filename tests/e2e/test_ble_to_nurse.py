@@ -125,6 +125,8 @@ async def ward(tmp_path: Path, database_url: str) -> AsyncIterator[Ward]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await ward.strap.stop_background_tasks()
+        await ward.oximeter.stop_background_tasks()
         await asyncio.to_thread(stack.stop_all)
 
 

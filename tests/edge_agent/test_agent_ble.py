@@ -60,6 +60,7 @@ async def bed(tmp_path: Path) -> AsyncIterator[tuple[BedsideAgent, SimulatedSens
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await oximeter.stop_background_tasks()
 
 
 async def local_alarms(agent: BedsideAgent) -> list[tuple[str, str, str]]:

@@ -59,6 +59,7 @@ MakeSensor = Callable[[VirtualRadio, str], SimulatedSensor]
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     tasks: list[asyncio.Task[None]] = []
+    sensors: list[SimulatedSensor] = []
 
     async def start_harness(
         make_sensor: MakeSensor, by_name: tuple[str, str] | None = None,
@@ -66,6 +67,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     ) -> Harness:
         radio = VirtualRadio()
         sensor = make_sensor(radio, SENSOR_ADDRESS)
+        sensors.append(sensor)
         central = radio.make_device("agent", CENTRAL_ADDRESS)
         await central.power_on()
         await sensor.start()
@@ -88,6 +90,8 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for sensor in sensors:
+        await sensor.stop_background_tasks()
 
 
 def values(reading: BleReading) -> dict[str, float]:
@@ -304,6 +308,8 @@ async def test_two_sources_share_one_host() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await strap.stop_background_tasks()
+        await oximeter.stop_background_tasks()
 
 
 
@@ -352,3 +358,28 @@ async def test_bumble_errors_become_bleak_errors() -> None:
         with pytest.raises(BleakError, match="reading .* failed"):
             await client.read_gatt_char(control_point)
         assert client.is_connected
+    await strap.stop_background_tasks()
+
+
+@pytest.mark.parametrize("steps_before_cancel", [0, 1, 3, 10])
+async def test_cancelled_connect_leaves_no_link(steps_before_cancel: int) -> None:
+    radio = VirtualRadio()
+    strap = heart_rate_sensor(radio, SENSOR_ADDRESS)
+    central = radio.make_device("agent", CENTRAL_ADDRESS)
+    await central.power_on()
+    await strap.start()
+    _, client_backend = bumble_backends(central)
+    client = BleakClient(SENSOR_ADDRESS, backend=client_backend)
+    connecting = asyncio.create_task(client.connect())
+    for _ in range(steps_before_cancel):
+        await asyncio.sleep(0)
+    connecting.cancel()
+    await asyncio.gather(connecting, return_exceptions=True)
+    for _ in range(200):
+        settled = not (strap.connected or central.is_le_connecting)
+        if settled and strap.device.is_advertising:
+            break
+        await asyncio.sleep(0.01)
+    await strap.stop_background_tasks()
+    assert not central.is_le_connecting
+    assert not strap.connected

@@ -133,7 +133,7 @@ class BedsideAgent:
 
             self.ble = BleSensorGroup(
                 config.ble, self._on_frame, self._on_frame, self._on_sensor_link,
-                self._on_sensor_data, ble_backends,
+                self._on_sensor_data, ble_backends, self._on_sensor_battery,
             )
         # Without a sensor board, the agent's own conditions and the limits of
         # Bluetooth numerics have an alarm engine of their own (see condition_alarms).
@@ -165,6 +165,7 @@ class BedsideAgent:
             alarms.sensor_silent_s if self.source is not None else None,
             alarms.link_lost_s, self.config.dsp.check_sample_rate, now,
             sensor_disconnected_s=self.config.ble.disconnect_grace_s,
+            battery_low_percent=self.config.ble.battery_low_percent,
         )
         if self.ble is not None:
             for label in self.ble.alarmed_labels():
@@ -296,6 +297,10 @@ class BedsideAgent:
     def _on_sensor_data(self, label: str) -> None:
         if self.supervisor is not None:
             self.supervisor.sensor_data_arrived(label)
+
+    def _on_sensor_battery(self, label: str, percent: int) -> None:
+        if self.supervisor is not None:
+            self.supervisor.sensor_battery(label, percent)
 
     async def _process_frames(self) -> None:
         idle_flush_s = self.config.dsp.waveform_chunk_s

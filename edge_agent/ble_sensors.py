@@ -4,7 +4,8 @@
 runs them until cancelled. Readings and ECG samples go to the callbacks the agent
 passes in. Link losses and returning data go to ``on_link_change`` and ``on_data``
 with the sensor's label, so that the agent's supervisor can raise and clear the
-``sensor_disconnected`` alarm. By default bleak's platform backend is used (BlueZ on
+``sensor_disconnected`` alarm, and battery levels go to ``on_battery`` for the
+``sensor_battery_low`` alarm. By default bleak's platform backend is used (BlueZ on
 a Pi); ``ble.transport`` names a bumble transport such as ``usb:0`` instead.
 """
 
@@ -90,12 +91,14 @@ class BleSensorGroup:
         on_link_change: Callable[[str, bool], None],
         on_data: Callable[[str], None],
         backends: BleBackends | None = None,
+        on_battery: Callable[[str, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_reading = on_reading
         self._on_ecg = on_ecg
         self._on_link_change = on_link_change
         self._on_data = on_data
+        self._on_battery = on_battery
         # Given by tests that run the sensors on an in-process bumble link.
         self._backends = backends
         self.sources: list[BleSensorSource] = []
@@ -138,6 +141,10 @@ class BleSensorGroup:
             service_uuid=SERVICE_UUIDS[sensor.service] if sensor.service else None,
             on_ecg=on_ecg,
             on_link_change=lambda connected: self._on_link_change(label, connected),
+            on_battery=(
+                (lambda percent: self._on_battery(label, percent))
+                if self._on_battery is not None else None
+            ),
             scanner_backend=backends.scanner, client_backend=backends.client,
             scan_timeout_s=settings.scan_timeout_s,
             reconnect_min_delay_s=settings.reconnect_min_delay_s,

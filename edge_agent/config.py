@@ -77,6 +77,9 @@ class BleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The sensor_disconnected alarm is raised once a sensor has been without a link
     # this long, so a brief dropout while a patient turns over does not alarm.
     disconnect_grace_s: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 10.0
+    # The sensor_battery_low alarm is raised at or below this charge. 15 % is an
+    # estimate of what leaves staff time to charge or swap a sensor.
+    battery_low_percent: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
 
 
 class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -131,7 +131,8 @@ class BleSensorSource:
 
     The sensor is found by ``address``, or else by the advertised ``name`` together
     with ``service_uuid``. ``on_link_change`` hears True once a connection is
-    subscribed and False when it is lost.
+    subscribed and False when it is lost, and ``on_battery`` the battery level in
+    percent whenever the sensor reports it.
     """
 
     def __init__(
@@ -143,6 +144,7 @@ class BleSensorSource:
         service_uuid: str | None = None,
         on_ecg: Callable[[BleEcgSamples], None] | None = None,
         on_link_change: Callable[[bool], None] | None = None,
+        on_battery: Callable[[int], None] | None = None,
         scanner_backend: type[BaseBleakScanner] | None = None,
         client_backend: type[BaseBleakClient] | None = None,
         scan_timeout_s: float = 10.0,
@@ -160,6 +162,7 @@ class BleSensorSource:
         self._on_reading = on_reading
         self._on_ecg = on_ecg
         self._on_link_change = on_link_change
+        self._on_battery = on_battery
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend
         self._scan_timeout_s = scan_timeout_s
@@ -280,7 +283,9 @@ class BleSensorSource:
             await client.start_notify(characteristic, self._on_notification)
             if uuid == POLAR_PMD_DATA_UUID:
                 await self._start_polar_ecg(client)
-            if uuid != BATTERY_LEVEL_UUID:
+            if uuid == BATTERY_LEVEL_UUID:
+                await self._read_battery(client, characteristic)
+            else:
                 found += 1
         if not found:
             self._rediscover_next_time()
@@ -288,6 +293,16 @@ class BleSensorSource:
                 "no known measurement characteristic on this sensor; its services "
                 "will be discovered afresh at the next connection"
             )
+
+    async def _read_battery(self, client: BleakClient,
+                            characteristic: BleakGATTCharacteristic) -> None:
+        # Many sensors notify their battery level only when it changes.
+        try:
+            value = await client.read_gatt_char(characteristic)
+        except BleakError as exc:
+            logger.info("BLE sensor %s: battery level unreadable: %s", self.label, exc)
+            return
+        self._on_notification(characteristic, value)
 
     def _rediscover_next_time(self) -> None:
         self._discover_afresh = True
@@ -342,6 +357,8 @@ class BleSensorSource:
         if isinstance(value, BatteryLevel):
             self.battery_percent = value.percent
             logger.info("BLE sensor %s: battery at %d %%", self.label, value.percent)
+            if self._on_battery is not None:
+                self._on_battery(value.percent)
             return
         self._activity.set()
         if isinstance(value, PolarEcgFrame):

@@ -121,3 +121,12 @@ async def test_acknowledged_condition_alarm_stays(bed) -> None:
     assert agent.condition_alarms.alarm_id_of("sensor_disconnected") == alarm_id
     await oximeter.return_to_range()
     await wait_for_alarm(agent, "sensor_disconnected", "cleared")
+
+
+async def test_low_sensor_battery_alarmed(bed) -> None:
+    agent, oximeter = bed
+    await wait_for_alarm(agent, "spo2_low", "raised")
+    await oximeter.set_battery(9)
+    await wait_for_alarm(agent, "sensor_battery_low", "raised")
+    await oximeter.set_battery(80)
+    await wait_for_alarm(agent, "sensor_battery_low", "cleared")

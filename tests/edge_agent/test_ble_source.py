@@ -383,3 +383,10 @@ async def test_cancelled_connect_leaves_no_link(steps_before_cancel: int) -> Non
     await strap.stop_background_tasks()
     assert not central.is_le_connecting
     assert not strap.connected
+
+
+async def test_battery_read_at_connection(start) -> None:
+    levels: list[int] = []
+    harness = await start(heart_rate_sensor, on_battery=levels.append)
+    assert harness.source.battery_percent == 90
+    assert levels[:1] == [90]

@@ -152,3 +152,18 @@ def test_sensor_silence_off_without_board() -> None:
     watch = ble_supervisor()
     watch.link_changed(True, 0.0)
     assert kinds(watch.poll(60.0, None)) == []
+
+
+def test_battery_low_raised_with_hysteresis() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    watch.sensor_battery("strap", 40)
+    assert kinds(watch.poll(1.0, None)) == []
+    watch.sensor_battery("strap", 15)
+    updates = watch.poll(2.0, None)
+    assert kinds(updates) == [("sensor_battery_low", True)]
+    assert "strap at 15 %" in updates[0].evidence
+    watch.sensor_battery("strap", 18)  # within the hysteresis band
+    assert kinds(watch.poll(3.0, None)) == []
+    watch.sensor_battery("strap", 21)
+    assert kinds(watch.poll(4.0, None)) == [("sensor_battery_low", False)]

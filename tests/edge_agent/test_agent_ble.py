@@ -70,6 +70,18 @@ async def local_alarms(agent: BedsideAgent) -> list[tuple[str, str, str]]:
         return [tuple(row) for row in await cursor.fetchall()]
 
 
+async def buffered_values(agent: BedsideAgent) -> dict[str, float]:
+    messages = [
+        decode_device_message(message.body)
+        for message in await agent.buffer.next_batch(100)
+    ]
+    return {
+        measurement.code: measurement.value
+        for message in messages if isinstance(message, VitalsNumerics)
+        for measurement in message.measurements
+    }
+
+
 async def wait_for_alarm(agent: BedsideAgent, kind: str, state: str) -> str:
     async with asyncio.timeout(WAIT_S):
         while True:
@@ -83,15 +95,10 @@ async def test_ble_numerics_buffered_and_limit_alarmed(bed) -> None:
     agent, _ = bed
     alarm_id = await wait_for_alarm(agent, "spo2_low", "raised")
     assert alarm_id.startswith("spo2_low-")
-    numerics = [
-        decode_device_message(message.body)
-        for message in await agent.buffer.next_batch(100)
-    ]
-    values = {
-        measurement.code: measurement.value
-        for message in numerics if isinstance(message, VitalsNumerics)
-        for measurement in message.measurements
-    }
+    # The alarm is buffered ahead of the numerics that raised it.
+    async with asyncio.timeout(WAIT_S):
+        while not (values := await buffered_values(agent)):
+            await asyncio.sleep(0.05)
     assert values["MDC_PULS_OXIM_SAT_O2"] == 85.0
     assert values["MDC_PULS_OXIM_PULS_RATE"] == 110.0
 

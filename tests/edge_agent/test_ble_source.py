@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from bleak import BleakClient
 from bleak.exc import BleakError
-from bumble import gatt
+from bumble import att, gatt
 from bumble.core import UUID, AdvertisingData
 
 from edge_agent.sources.ble import BleReading, BleSensorSource
@@ -30,7 +30,6 @@ from firmware_sim.ble.sensors import (
     thermometer,
 )
 from protocol.gatt import HEART_RATE_SERVICE_UUID, PULSE_OXIMETER_SERVICE_UUID
-from protocol.gatt.polar_pmd import POLAR_PMD_CONTROL_POINT_UUID
 
 SENSOR_ADDRESS = "F1:F1:F1:F1:F1:F1"
 CENTRAL_ADDRESS = "F0:F0:F0:F0:F0:F0"
@@ -344,21 +343,31 @@ async def test_missing_bound_service_rediscovers(start) -> None:
     assert harness.source.connections == 0
 
 
+def refuse_read(connection: object) -> bytes:
+    raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+
+
 async def test_bumble_errors_become_bleak_errors() -> None:
     radio = VirtualRadio()
-    strap = polar_strap(radio, SENSOR_ADDRESS)
+    locked = gatt.Characteristic(
+        UUID.from_16_bits(0x2A38), gatt.Characteristic.Properties.READ,
+        gatt.Characteristic.READABLE, gatt.CharacteristicValue(read=refuse_read),
+    )
+    sensor = SimulatedSensor(radio.make_device("AURA locked", SENSOR_ADDRESS), [],
+                             controls=[(gatt.GATT_HEART_RATE_SERVICE, locked)])
     central = radio.make_device("agent", CENTRAL_ADDRESS)
     await central.power_on()
-    await strap.start()
+    await sensor.start()
     _, client_backend = bumble_backends(central)
     async with BleakClient(SENSOR_ADDRESS, backend=client_backend) as client:
-        control_point = client.services.get_characteristic(POLAR_PMD_CONTROL_POINT_UUID)
-        assert control_point is not None
-        # The control point may be written, not read.
-        with pytest.raises(BleakError, match="reading .* failed"):
-            await client.read_gatt_char(control_point)
+        characteristic = client.services.get_characteristic(
+            "00002a38-0000-1000-8000-00805f9b34fb"
+        )
+        assert characteristic is not None
+        with pytest.raises(BleakError, match="reading .* failed.*AUTHENTICATION"):
+            await client.read_gatt_char(characteristic)
         assert client.is_connected
-    await strap.stop_background_tasks()
+    await sensor.stop_background_tasks()
 
 
 @pytest.mark.parametrize("steps_before_cancel", [0, 1, 3, 10])

@@ -1,4 +1,5 @@
-"""The bedside agent: sensor board in, analysis and alarms locally, buffer, uplink out."""
+"""The bedside agent: sensor board and Bluetooth LE sensors in, analysis and alarms
+locally, buffer, uplink out."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from edge_agent.alarms.limits import RESPIRATION_RATE, SPO2, SYSTOLIC_BP, TEMPERATURE
+from edge_agent.alarms.catalog import AlarmKind
+from edge_agent.alarms.limits import (
+    HEART_RATE,
+    RESPIRATION_RATE,
+    SPO2,
+    SYSTOLIC_BP,
+    TEMPERATURE,
+)
 from edge_agent.buffer import MessageBuffer, Priority
-from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
+from edge_agent.condition_alarms import ConditionAlarms
 from edge_agent.config import AgentConfig
-from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
+from edge_agent.dropped import BUFFER_WRITE_FAILED, describe_dropped
 from edge_agent.ecg_stream import EcgStream, Outgoing, StreamFormat, utc_now
+from edge_agent.sources.ble_readings import BleEcgSamples, BleReading
+from edge_agent.sources.polar import POLAR_ECG_FORMAT
 from edge_agent.sources.serial_board import SerialBoardSource
+from edge_agent.supervision import ConditionUpdate, TechnicalSupervisor
 from edge_agent.uplink import Uplink
 from protocol.board import (
     EcgPayload,
@@ -24,6 +36,7 @@ from protocol.board import (
     StatusPayload,
     decode_payload,
 )
+from protocol.codes import VitalSign
 from protocol.errors import ProtocolError
 from protocol.framing import Frame
 from protocol.messages import (
@@ -34,6 +47,9 @@ from protocol.messages import (
     VitalsNumerics,
     encode,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.ble_sensors import BleBackends, BleSensorGroup
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +65,16 @@ LIMIT_CODES = {
     "nibp_systolic_mmhg": SYSTOLIC_BP,
     "temperature_celsius": TEMPERATURE,
 }
+# Bluetooth measurements checked against the patient's alarm limits, by limit code.
+BLE_LIMIT_CODES = {
+    VitalSign.HEART_RATE.value.mdc_reference_id: HEART_RATE,
+    VitalSign.SPO2.value.mdc_reference_id: SPO2,
+    VitalSign.SYSTOLIC_BP.value.mdc_reference_id: SYSTOLIC_BP,
+    VitalSign.TEMPERATURE.value.mdc_reference_id: TEMPERATURE,
+}
+# int16 bounds of waveform samples in the protocol; a chest strap's microvolts beyond
+# them (over 32 mV, a saturated lead) are clipped.
+WAVEFORM_SAMPLE_MIN, WAVEFORM_SAMPLE_MAX = -32768, 32767
 # Sent messages unacknowledged this long count as a link outage for the link_lost
 # alarm, before the uplink gives the connection up.
 ACK_STALL_S = 5.0
@@ -62,13 +88,19 @@ STATUS_INTERVAL_S = 60.0
 # serial reader has to drop anything.
 FRAME_QUEUE_LIMIT = 4096
 
+SensorInput = Frame | BleReading | BleEcgSamples
 
 
 class BedsideAgent:
-    """Wires the serial board, the ECG analysis, the buffer and the uplink together."""
+    """Wires the sensors, the ECG analysis, the buffer and the uplink together.
+
+    ``ble_backends`` replaces the bleak backends chosen by the configuration; the
+    tests pass bumble ones bound to an in-process link.
+    """
 
     def __init__(
-        self, config: AgentConfig, clock: Callable[[], datetime] = utc_now
+        self, config: AgentConfig, clock: Callable[[], datetime] = utc_now,
+        ble_backends: BleBackends | None = None,
     ) -> None:
         self.config = config
         self.device_id = config.device.id
@@ -85,14 +117,36 @@ class BedsideAgent:
             config.central, self.buffer, self.device_id, config.device_secret(),
             on_alarm_acknowledge=self._on_alarm_acknowledge,
         )
-        self.source = SerialBoardSource(
-            config.serial.port, config.serial.baudrate, self._on_frame,
-            config.serial.reopen_delay_s,
+
+        self.source = (
+            SerialBoardSource(
+                config.serial.port, config.serial.baudrate, self._on_frame,
+                config.serial.reopen_delay_s,
+            )
+            if config.serial is not None else None
         )
-        self._frames: asyncio.Queue[Frame] = asyncio.Queue(FRAME_QUEUE_LIMIT)
+        self.ble: BleSensorGroup | None = None
+        if config.ble.sensors:
+            # Imported here, so a bed without Bluetooth sensors starts without
+            # loading bleak and bumble.
+            from edge_agent.ble_sensors import BleSensorGroup
+
+            self.ble = BleSensorGroup(
+                config.ble, self._on_frame, self._on_frame, self._on_sensor_link,
+                self._on_sensor_data, ble_backends, self._on_sensor_battery,
+            )
+        # Without a sensor board, the agent's own conditions and the limits of
+        # Bluetooth numerics have an alarm engine of their own (see condition_alarms).
+        self.condition_alarms = (
+            ConditionAlarms(self.device_id, config.analyzer_settings().limits, clock)
+            if config.serial is None else None
+        )
+
+        self._frames: asyncio.Queue[SensorInput] = asyncio.Queue(FRAME_QUEUE_LIMIT)
         self.stream: EcgStream | None = None
         self._early_ecg: deque[EcgPayload] = deque(maxlen=EARLY_FRAMES_LIMIT)
         self.frames_dropped = 0
+        self.ble_ecg_ignored = 0
         self.payloads_rejected = 0
         self.ready = asyncio.Event()
         self.supervisor: TechnicalSupervisor | None = None
@@ -106,10 +160,16 @@ class BedsideAgent:
         """Run until cancelled; the buffer is closed on the way out."""
         await self.buffer.open()
         alarms = self.config.alarms
+        now = asyncio.get_running_loop().time()
         self.supervisor = TechnicalSupervisor(
-            alarms.sensor_silent_s, alarms.link_lost_s,
-            self.config.dsp.check_sample_rate, asyncio.get_running_loop().time(),
+            alarms.sensor_silent_s if self.source is not None else None,
+            alarms.link_lost_s, self.config.dsp.check_sample_rate, now,
+            sensor_disconnected_s=self.config.ble.disconnect_grace_s,
+            battery_low_percent=self.config.ble.battery_low_percent,
         )
+        if self.ble is not None:
+            for label in self.ble.alarmed_labels():
+                self.supervisor.watch_sensor(label, now)
         if self.buffer.corrupt_file_moved_to is not None:
             self.supervisor.buffer_corrupt_at_start(
                 str(self.buffer.corrupt_file_moved_to), asyncio.get_running_loop().time()
@@ -117,12 +177,16 @@ class BedsideAgent:
         try:
             await self._announce()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.source.run(), name="serial-source")
+                if self.source is not None:
+                    tasks.create_task(self.source.run(), name="serial-source")
+                if self.ble is not None:
+                    tasks.create_task(self.ble.run(), name="ble-sensors")
                 tasks.create_task(self.uplink.run(), name="uplink")
                 tasks.create_task(self._process_frames(), name="analysis")
                 tasks.create_task(self._report_status(), name="status")
                 tasks.create_task(self._supervise(), name="supervision")
-                await self.source.opened.wait()
+                if self.source is not None:
+                    await self.source.opened.wait()
                 self.ready.set()
         finally:
             # Keep the samples of the last partial chunk across a clean stop.
@@ -162,6 +226,12 @@ class BedsideAgent:
         log = logger.warning if update.present else logger.info
         log("%s: technical condition %s %s: %s", self.device_id, update.kind,
             "present" if update.present else "ended", update.evidence)
+        if (self.condition_alarms is not None
+                and update.kind != AlarmKind.SAMPLE_RATE_MISMATCH):
+            await self._commit(self.condition_alarms.set_condition(
+                update.kind, update.present, update.evidence
+            ))
+            return
         if self.stream is None:
             return  # applied when the sensor's HELLO creates the stream
         changes = self.stream.analyzer.set_condition(
@@ -173,6 +243,15 @@ class BedsideAgent:
         reported_failures = 0
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
+            if self.ble is not None:
+                for sensor in self.ble.sources:
+                    logger.info(
+                        "%s: BLE sensor %s: %d connections, %d readings, %d rejected",
+                        self.device_id, sensor.label, sensor.connections,
+                        sensor.readings, sensor.rejected,
+                    )
+            if self.source is None:
+                continue
             parser = self.source.parser
             if parser.crc_failures < reported_failures:
                 reported_failures = 0  # the port was reopened with a fresh parser
@@ -201,14 +280,27 @@ class BedsideAgent:
             Priority.NUMERICS,
         )
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: SensorInput) -> None:
         try:
             self._frames.put_nowait(frame)
         except asyncio.QueueFull:
             self.frames_dropped += 1
             if self.frames_dropped % 100 == 1:
-                logger.warning("analysis is behind: %d board frames dropped",
+                logger.warning("analysis is behind: %d sensor frames dropped",
                                self.frames_dropped)
+
+    def _on_sensor_link(self, label: str, connected: bool) -> None:
+        if not connected and self.supervisor is not None:
+            now = asyncio.get_running_loop().time()
+            self.supervisor.sensor_disconnected(label, now)
+
+    def _on_sensor_data(self, label: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.sensor_data_arrived(label)
+
+    def _on_sensor_battery(self, label: str, percent: int) -> None:
+        if self.supervisor is not None:
+            self.supervisor.sensor_battery(label, percent)
 
     async def _process_frames(self) -> None:
         idle_flush_s = self.config.dsp.waveform_chunk_s
@@ -225,6 +317,12 @@ class BedsideAgent:
                 # A quiet board must not leave its last samples waiting in memory.
                 if self.stream is not None:
                     await self._commit(self.stream.flush())
+                continue
+            if isinstance(frame, BleReading):
+                await self._commit_ble_reading(frame)
+                continue
+            if isinstance(frame, BleEcgSamples):
+                await self._analyse_ble_ecg(frame)
                 continue
             try:
                 payload = decode_payload(frame)
@@ -278,19 +376,8 @@ class BedsideAgent:
             self.device_id, hello.board_id, hello.firmware_version, hello.lead,
             hello.sample_rate_hz, hello.microvolts_per_count,
         )
-        settings = self.config.analyzer_settings()
-        try:
-            settings.check(hello.sample_rate_hz)
-        except ValueError as exc:
-            logger.error("board %s: cannot analyse its ECG: %s", self.device_id, exc)
+        if not self._open_stream(stream_format):
             return
-        self.stream = EcgStream(
-            self.device_id, stream_format, settings,
-            self.config.dsp.waveform_chunk_s, self.config.dsp.numerics_interval_s,
-            clock=self._clock,
-        )
-        if self.supervisor is not None:
-            self.supervisor.restart_rate_window()
         expected = self.config.dsp.sample_rate_hz
         if expected is not None and expected != hello.sample_rate_hz:
             self._conditions["sample_rate_mismatch"] = ConditionUpdate(
@@ -302,7 +389,80 @@ class BedsideAgent:
             if update.present:
                 await self._apply_condition(update)
 
+    def _open_stream(self, stream_format: StreamFormat) -> bool:
+        settings = self.config.analyzer_settings()
+        try:
+            settings.check(stream_format.sample_rate_hz)
+        except ValueError as exc:
+            logger.error("%s: cannot analyse the ECG: %s", self.device_id, exc)
+            return False
+        self.stream = EcgStream(
+            self.device_id, stream_format, settings,
+            self.config.dsp.waveform_chunk_s, self.config.dsp.numerics_interval_s,
+            clock=self._clock,
+        )
+        if self.supervisor is not None:
+            self.supervisor.restart_rate_window()
+        return True
+
+    async def _analyse_ble_ecg(self, chunk: BleEcgSamples) -> None:
+        if self.source is not None:
+            # The sensor board's lead is the bed's ECG; a strap would replace its
+            # stream at every frame.
+            self.ble_ecg_ignored += len(chunk.samples_uv)
+            if self.ble_ecg_ignored == len(chunk.samples_uv):
+                logger.warning("%s: ignoring the ECG of BLE sensor %s because the "
+                               "sensor board provides the ECG", self.device_id,
+                               chunk.address)
+            return
+        if self.stream is None:
+            if not self._open_stream(POLAR_ECG_FORMAT):
+                return
+            logger.info("%s: ECG from BLE sensor %s, %g Hz", self.device_id,
+                        chunk.address, POLAR_ECG_FORMAT.sample_rate_hz)
+        assert self.stream is not None
+        if self.supervisor is not None:
+            self.supervisor.samples_arrived(
+                len(chunk.samples_uv), asyncio.get_running_loop().time()
+            )
+        samples = [
+            min(max(value, WAVEFORM_SAMPLE_MIN), WAVEFORM_SAMPLE_MAX)
+            for value in chunk.samples_uv
+        ]
+        await self._commit(self.stream.add_samples(chunk.first_sample_index, samples))
+
+    async def _commit_ble_reading(self, reading: BleReading) -> None:
+        for measurement in reading.measurements:
+            limit_code = BLE_LIMIT_CODES.get(measurement.code)
+            if limit_code is not None:
+                await self._check_ble_limit(limit_code, measurement.value)
+        await self._append(
+            lambda seq: reading.to_message(self.device_id, seq, self._clock()),
+            Priority.NUMERICS,
+        )
+
+    async def _check_ble_limit(self, limit_code: str, value: float) -> None:
+        conditions = self.condition_alarms
+        # Where an ECG streams, its analysis checks the heart rate limits itself,
+        # once an alarm raised from numerics before the ECG started has cleared.
+        if (limit_code == HEART_RATE and self.stream is not None
+                and not (conditions and conditions.limit_alarm_raised(HEART_RATE))):
+            return
+        if conditions is not None:
+            await self._commit(conditions.update_numeric(limit_code, value))
+        elif self.stream is not None:
+            changes = self.stream.analyzer.update_numeric(limit_code, value)
+            await self._commit(self.stream.changes_to_send(changes))
+
     async def _on_alarm_acknowledge(self, message: AlarmAcknowledge) -> None:
+        conditions = self.condition_alarms
+        if (conditions is not None
+                and conditions.alarm_id_of(message.kind) == message.alarm_id):
+            logger.info("%s: %s alarm %s acknowledged at central by %s",
+                        self.device_id, message.kind, message.alarm_id,
+                        message.acknowledged_by)
+            await self._commit(conditions.acknowledge(message.kind))
+            return
         stream = self.stream
         current = stream.alarm_id_of(message.kind) if stream is not None else None
         if stream is None or current != message.alarm_id:

@@ -1,4 +1,5 @@
-"""``aura-edge``: run the bedside agent, check its configuration, analyse a record."""
+"""``aura-edge``: run the bedside agent, check its configuration, analyse a record,
+scan for Bluetooth LE sensors."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", type=Path, default=Path("."),
                          help="directory for beats.csv, heart_rate.csv and alarms.jsonl, "
                               "created if missing (default: the current directory)")
+
+    scan = commands.add_parser(
+        "scan", help="list nearby Bluetooth LE devices and their health services"
+    )
+    scan.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="how long to listen (default: %(default)s)")
+    scan.add_argument("--all", action="store_true",
+                      help="also list devices that advertise no health service")
+    scan.add_argument("--transport", metavar="TRANSPORT",
+                      help="scan through bumble on this transport (for example usb:0) "
+                           "instead of BlueZ; default: ble.transport of --config")
+    scan.add_argument("--config", type=Path,
+                      help="agent configuration whose ble.transport to use")
     return parser
 
 
@@ -106,6 +120,30 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan(args: argparse.Namespace) -> int:
+    # Imported here, so the other commands start without loading bleak and bumble.
+    from bleak.exc import BleakError
+
+    from edge_agent.ble_scan import format_table, scan
+
+    if not 0.0 < args.timeout <= 300.0:
+        raise ValueError(f"--timeout {args.timeout:g} must be within 0..300 seconds")
+    transport = args.transport
+    if transport is None and args.config is not None:
+        transport = load_config(args.config).ble.transport
+    try:
+        devices = asyncio.run(scan(args.timeout, transport))
+    except (OSError, BleakError) as exc:
+        print(f"aura-edge: Bluetooth scan failed: {exc}", file=sys.stderr)
+        return 1
+    listed = devices if args.all else [d for d in devices if d.is_health_sensor()]
+    print(format_table(listed))
+    hidden = len(devices) - len(listed)
+    if hidden:
+        print(f"({hidden} devices without a health service not shown; use --all)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
@@ -120,12 +158,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: valid configuration for device {config.device.id}")
         elif args.command == "analyze":
             return _analyze(args)
+        elif args.command == "scan":
+            return _scan(args)
     except ConfigError as exc:
         print(f"aura-edge: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as exc:
         print(f"aura-edge: {exc}", file=sys.stderr)
         return 2
+
     return 0
 
 

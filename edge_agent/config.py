@@ -36,6 +36,52 @@ class SerialSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reopen_delay_s: PositiveSeconds = 2.0
 
 
+# Services a sensor bound by name must advertise, as named in the config; polar_pmd is
+# the Polar Measurement Data service that carries the H10's ECG.
+BleServiceName = Literal[
+    "heart_rate", "pulse_oximeter", "blood_pressure", "health_thermometer", "polar_pmd"
+]
+BleAddress = Annotated[
+    str, msgspec.Meta(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+]
+
+
+class BleSensorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One Bluetooth LE sensor of this bed: by address, or by name and service."""
+
+    address: BleAddress | None = None
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=248)] | None = None
+    service: BleServiceName | None = None
+    # Cuffs and thermometers that connect only to send a reading set this to false,
+    # because their idle link is no fault.
+    disconnect_alarm: bool = True
+    # A link that stays up this long without a notification is replaced; unset for
+    # sensors that notify only when a reading is taken.
+    silence_timeout_s: PositiveSeconds | None = None
+
+    def label(self) -> str:
+        """Return how logs and alarm evidence name the sensor."""
+        if self.address is not None:
+            return self.address
+        return f"{self.name!r} ({self.service})"
+
+
+class BleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # A bumble transport such as "usb:0" drives that controller through bumble,
+    # without BlueZ. Unset: bleak's platform backend (BlueZ on Linux).
+    transport: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    sensors: list[BleSensorSettings] = []
+    scan_timeout_s: PositiveSeconds = 10.0
+    reconnect_min_delay_s: PositiveSeconds = 0.5
+    reconnect_max_delay_s: PositiveSeconds = 30.0
+    # The sensor_disconnected alarm is raised once a sensor has been without a link
+    # this long, so a brief dropout while a patient turns over does not alarm.
+    disconnect_grace_s: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 10.0
+    # The sensor_battery_low alarm is raised at or below this charge. 15 % is an
+    # estimate of what leaves staff time to charge or swap a sensor.
+    battery_low_percent: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
+
+
 class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     url: Annotated[str, msgspec.Meta(pattern=r"^wss?://")]
     connect_timeout_s: PositiveSeconds = 10.0
@@ -103,8 +149,9 @@ class AlarmSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     device: DeviceSettings
-    serial: SerialSettings
+    serial: SerialSettings | None = None
     central: CentralSettings
+    ble: BleSettings = msgspec.field(default_factory=BleSettings)
     buffer: BufferSettings = msgspec.field(default_factory=BufferSettings)
     dsp: DspSettings = msgspec.field(default_factory=DspSettings)
     alarms: AlarmSettings = msgspec.field(default_factory=AlarmSettings)
@@ -178,12 +225,34 @@ def parse_config(data: dict[str, object], source: str = "<config>") -> AgentConf
             settings.check(config.dsp.sample_rate_hz)
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-    if config.central.reconnect_min_delay_s > config.central.reconnect_max_delay_s:
-        raise ConfigError(
-            f"{source}: central.reconnect_min_delay_s must not exceed "
-            "central.reconnect_max_delay_s"
-        )
+    for section in ("central", "ble"):
+        backoff = getattr(config, section)
+        if backoff.reconnect_min_delay_s > backoff.reconnect_max_delay_s:
+            raise ConfigError(
+                f"{source}: {section}.reconnect_min_delay_s must not exceed "
+                f"{section}.reconnect_max_delay_s"
+            )
+    _check_sensors(config, source)
     return config
+
+
+def _check_sensors(config: AgentConfig, source: str) -> None:
+    if config.serial is None and not config.ble.sensors:
+        raise ConfigError(
+            f"{source}: no sensor configured; add a [serial] section or at least one "
+            "[[ble.sensors]] entry"
+        )
+    for index, sensor in enumerate(config.ble.sensors):
+        by_address = sensor.address is not None and sensor.name is None
+        by_name = (
+            sensor.address is None and sensor.name is not None
+            and sensor.service is not None
+        )
+        if not (by_address or by_name):
+            raise ConfigError(
+                f"{source}: ble.sensors[{index}]: set either address, or both name and "
+                "service"
+            )
 
 
 def load_config(path: str | Path) -> AgentConfig:

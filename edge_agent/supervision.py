@@ -1,4 +1,5 @@
-"""Technical conditions the agent detects outside the ECG: silence, link, rate.
+"""Technical conditions the agent detects outside the ECG: silence, link, rate, and
+Bluetooth LE sensors without data.
 
 Pure bookkeeping on a monotonic clock passed in by the caller. The agent reports
 events (samples arrived, link up or down, buffer failed) and polls once a second; each
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 CORRUPTION_NOTICE_S = 60.0
 # A pause in arriving samples longer than this restarts the rate measurement.
 RATE_PAUSE_S = 1.0
+# A low battery alarm clears only once every sensor is this far above the alarm level,
+# so a charge reading that wavers around the level does not make the alarm chatter.
+BATTERY_HYSTERESIS_PERCENT = 5
 # Arrival rates are compared over this window; shorter windows mistake serial
 # delivery jitter for a wrong sampling rate.
 RATE_WINDOW_S = 30.0
@@ -31,10 +35,17 @@ class TechnicalSupervisor:
     """Decides when sensor silence, a lost link or a wrong sample rate is an alarm."""
 
     def __init__(
-        self, sensor_silent_s: float, link_lost_s: float, check_sample_rate: bool,
-        started_at: float,
+        self, sensor_silent_s: float | None, link_lost_s: float,
+        check_sample_rate: bool, started_at: float, sensor_disconnected_s: float = 10.0,
+        battery_low_percent: int = 15,
     ) -> None:
+        # None turns the check off, for a bed with no sensor board.
         self._sensor_silent_s = sensor_silent_s
+        self._sensor_disconnected_s = sensor_disconnected_s
+        # Bluetooth sensors without data, by label, with the time their data stopped.
+        self._sensors_lost_since: dict[str, float] = {}
+        self._battery_low_percent = battery_low_percent
+        self._battery_percent: dict[str, int] = {}
         self._link_lost_s = link_lost_s
         self._check_rate = check_sample_rate
         self._last_samples_at = started_at
@@ -75,6 +86,20 @@ class TechnicalSupervisor:
         elif self._link_down_since is None:
             self._link_down_since = now
 
+    def watch_sensor(self, label: str, now: float) -> None:
+        """Expect data from a Bluetooth sensor, which counts as lost until it sends."""
+        self._sensors_lost_since.setdefault(label, now)
+
+    def sensor_disconnected(self, label: str, now: float) -> None:
+        self._sensors_lost_since.setdefault(label, now)
+
+    def sensor_data_arrived(self, label: str) -> None:
+        # Data, not the reconnection, ends the loss: a link can be up and still idle.
+        self._sensors_lost_since.pop(label, None)
+
+    def sensor_battery(self, label: str, percent: int) -> None:
+        self._battery_percent[label] = percent
+
     def buffer_failed(self, error: str) -> None:
         self._set("buffer_trouble", True, f"the local buffer failed: {error}")
 
@@ -100,7 +125,7 @@ class TechnicalSupervisor:
     def poll(self, now: float, nominal_rate_hz: float | None) -> list[ConditionUpdate]:
         """Return the condition changes since the last poll."""
         silent_s = now - self._last_samples_at
-        if silent_s >= self._sensor_silent_s:
+        if self._sensor_silent_s is not None and silent_s >= self._sensor_silent_s:
             self._set("sensor_silent", True, f"no samples from the sensor for {silent_s:.0f} s")
             self.restart_rate_window()
         else:
@@ -109,12 +134,42 @@ class TechnicalSupervisor:
             down_s = now - self._link_down_since
             if down_s >= self._link_lost_s:
                 self._set("link_lost", True, f"no connection to central for {down_s:.0f} s")
+        self._check_sensors(now)
+        self._check_batteries()
         if self._corruption_notice_until is not None and now >= self._corruption_notice_until:
             self._corruption_notice_until = None
             self._set("buffer_trouble", False, "the fresh local buffer works")
         self._measure_rate(now, nominal_rate_hz)
         updates, self._updates = self._updates, []
         return updates
+
+    def _check_sensors(self, now: float) -> None:
+        overdue = [
+            f"{label} for {now - since:.0f} s"
+            for label, since in sorted(self._sensors_lost_since.items())
+            if now - since >= self._sensor_disconnected_s
+        ]
+        if overdue:
+            self._set("sensor_disconnected", True,
+                      "no data from Bluetooth sensor " + ", ".join(overdue))
+        else:
+            self._set("sensor_disconnected", False,
+                      "every Bluetooth sensor sends data again")
+
+    def _check_batteries(self) -> None:
+        level = self._battery_low_percent
+        if self._present.get("sensor_battery_low", False):
+            level += BATTERY_HYSTERESIS_PERCENT
+        low = [
+            f"{label} at {percent} %"
+            for label, percent in sorted(self._battery_percent.items())
+            if percent <= level
+        ]
+        if low:
+            self._set("sensor_battery_low", True,
+                      "low battery in Bluetooth sensor " + ", ".join(low))
+        else:
+            self._set("sensor_battery_low", False, "every Bluetooth sensor is charged")
 
     def _measure_rate(self, now: float, nominal_rate_hz: float | None) -> None:
         if not self._check_rate or self._window_start is None or nominal_rate_hz is None:

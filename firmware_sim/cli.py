@@ -1,4 +1,5 @@
-"""Command line of the simulated board (``aura-board``).
+"""Command line of the simulated board (``aura-board``); ``aura-board ble ...`` runs
+the simulated Bluetooth sensors (see ``firmware_sim.ble.cli``).
 
 Prints ``device: PATH`` on stdout once the pseudo-terminal (and the ``--link``
 symlink) exists, logs to stderr and stops on SIGINT or SIGTERM. SIGUSR1 toggles a
@@ -135,7 +136,15 @@ def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the board until a signal or, with ``--no-loop``, the end of the record."""
+    """Run the board until a signal or, with ``--no-loop``, the end of the record.
+
+    ``ble`` as the first argument runs the simulated Bluetooth sensors instead.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["ble"]:
+        from firmware_sim.ble.cli import main as ble_main
+
+        return ble_main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.flatline_at is None) != (args.flatline_for is None):

@@ -23,6 +23,10 @@ class AlarmKind(StrEnum):
     ECG_UNRELIABLE = "ecg_unreliable"
     SIGNAL_NOISY = "signal_noisy"
     SENSOR_SILENT = "sensor_silent"
+    # A Bluetooth LE sensor has sent no data for the configured grace time.
+    SENSOR_DISCONNECTED = "sensor_disconnected"
+    # A Bluetooth LE sensor reports a battery charge at or below the configured level.
+    SENSOR_BATTERY_LOW = "sensor_battery_low"
     SAMPLE_RATE_MISMATCH = "sample_rate_mismatch"
     BUFFER_TROUBLE = "buffer_trouble"
     LINK_LOST = "link_lost"
@@ -97,6 +101,9 @@ DEFAULT_POLICIES: dict[str, AlarmPolicy] = {
     # Medium, as for leads off: the withheld arrhythmia alarm is no longer monitored.
     AlarmKind.ECG_UNRELIABLE: _technical(AlarmPriority.MEDIUM),
     AlarmKind.SENSOR_SILENT: _technical(AlarmPriority.MEDIUM),
+    AlarmKind.SENSOR_DISCONNECTED: _technical(AlarmPriority.MEDIUM),
+    # Low: the sensor still measures; staff have time to charge or swap it.
+    AlarmKind.SENSOR_BATTERY_LOW: _technical(AlarmPriority.LOW),
     AlarmKind.SAMPLE_RATE_MISMATCH: _technical(AlarmPriority.MEDIUM),
     AlarmKind.BUFFER_TROUBLE: _technical(AlarmPriority.LOW),
     AlarmKind.LINK_LOST: _technical(AlarmPriority.MEDIUM),

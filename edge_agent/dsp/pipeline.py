@@ -143,7 +143,8 @@ class EcgAnalyzer:
     ) -> list[AlarmChange]:
         """Set a condition the caller detects, such as `link_lost`, at the latest sample.
 
-        Kinds the agent sets: `sensor_silent`, `buffer_trouble`, `link_lost` and
+        Kinds the agent sets: `sensor_silent`, `sensor_disconnected`,
+        `sensor_battery_low`, `buffer_trouble`, `link_lost` and
         `sample_rate_mismatch` (see `AlarmKind`).
         """
         return self._alarms.set_condition(kind, present, self.samples_seen, evidence)

@@ -9,9 +9,11 @@ and bumble 0.0.236. Pairing is not supported.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid as uuid_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from bleak.args import SizedBuffer
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 # ATT notification header (opcode and handle) and the Core Specification's minimum MTU.
 ATT_HEADER_BYTES = 3
 ATT_DEFAULT_MTU = 23
+# Requested at every connection, as BlueZ does; the Polar H10 needs at least 232 bytes
+# for its ECG frames, and bumble truncates longer notifications to the MTU.
+ATT_REQUESTED_MTU = 517
 _PROPERTY_NAMES = {
     Characteristic.Properties.BROADCAST: "broadcast",
     Characteristic.Properties.READ: "read",
@@ -46,13 +51,48 @@ _PROPERTY_NAMES = {
 }
 
 
+class _SharedHost:
+    """What the scanners and clients of one bumble device must share.
+
+    BlueZ lets several programs scan at once and queues connection requests. A bumble
+    device has one scan and one pending LE connection, so scans are counted here and
+    connection setups (connect, MTU exchange, discovery) take turns.
+    """
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.scanners = 0
+        self.connecting = asyncio.Lock()
+
+    async def scanner_started(self, active: bool) -> None:
+        self.scanners += 1
+        if self.scanners == 1:
+            # NOTE: the first scanner's mode holds until every scanner has stopped.
+            await self.device.start_scanning(active=active)
+
+    async def scanner_stopped(self) -> None:
+        self.scanners -= 1
+        if self.scanners == 0:
+            await self.device.stop_scanning()
+
+
 def bumble_backends(
     device: Device,
 ) -> tuple[type[BaseBleakScanner], type[BaseBleakClient]]:
     """Return bleak scanner and client backend classes bound to ``device``."""
-    scanner = type("BumbleScanner", (BumbleScanner,), {"device": device})
-    client = type("BumbleClient", (BumbleClient,), {"device": device})
+    host = _SharedHost(device)
+    scanner = type("BumbleScanner", (BumbleScanner,), {"device": device, "host": host})
+    client = type("BumbleClient", (BumbleClient,), {"device": device, "host": host})
     return scanner, client
+
+
+@contextlib.contextmanager
+def bleak_errors(action: str) -> Iterator[None]:
+    """Raise bumble's errors as ``BleakError``, the type bleak's callers handle."""
+    try:
+        yield
+    except core.BaseBumbleError as exc:
+        raise BleakError(f"{action} failed: {exc}") from exc
 
 
 def bleak_uuid(uuid: core.UUID) -> str:
@@ -67,6 +107,7 @@ class BumbleScanner(BaseBleakScanner):
     """Reports the advertisements a bumble device receives."""
 
     device: ClassVar[Device]
+    host: ClassVar[_SharedHost]
 
     def __init__(self, detection_callback: Any, service_uuids: list[str] | None,
                  scanning_mode: str = "active", **kwargs: Any) -> None:
@@ -76,11 +117,11 @@ class BumbleScanner(BaseBleakScanner):
     async def start(self) -> None:
         self.seen_devices = {}
         self.device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
-        await self.device.start_scanning(active=self._active)
+        await self.host.scanner_started(self._active)
 
     async def stop(self) -> None:
         self.device.remove_listener(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
-        await self.device.stop_scanning()
+        await self.host.scanner_stopped()
 
     def _on_advertisement(self, advertisement: Advertisement) -> None:
         data = advertisement.data
@@ -111,10 +152,25 @@ class BumbleScanner(BaseBleakScanner):
             self.call_detection_callbacks(found, advertisement_data)
 
 
+_late_disconnections: set[asyncio.Task[None]] = set()
+
+
+def _close_late_connection(attempt: asyncio.Future[Connection]) -> None:
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    connection = attempt.result()
+    logger.info("closing the link to %s that completed after its connect was "
+                "cancelled", connection.peer_address)
+    task = asyncio.ensure_future(connection.disconnect())
+    _late_disconnections.add(task)
+    task.add_done_callback(_late_disconnections.discard)
+
+
 class BumbleClient(BaseBleakClient):
     """A GATT client on a bumble connection, exposed through bleak's interface."""
 
     device: ClassVar[Device]
+    host: ClassVar[_SharedHost]
 
     def __init__(self, address_or_ble_device: BLEDevice | str, **kwargs: Any) -> None:
         super().__init__(
@@ -144,13 +200,32 @@ class BumbleClient(BaseBleakClient):
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         timeout_s = kwargs.get("timeout", self._timeout)
-        try:
-            connection = await self.device.connect(self._peer_address, timeout=timeout_s)
-        except core.BaseBumbleError as exc:
-            raise BleakError(f"could not connect to {self.address}: {exc}") from exc
-        self._connection = connection
-        connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
-        self.services = await self._discover(Peer(connection))
+        async with self.host.connecting:
+            attempt = asyncio.ensure_future(
+                self.device.connect(self._peer_address, timeout=timeout_s)
+            )
+            try:
+                connection = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # bumble 0.0.236 forgets a pending connection's own address type when
+                # connect() is cancelled, then fails on the connection that completes
+                # anyway. So the attempt runs on to its own timeout, and a link it
+                # makes after all is closed.
+                attempt.add_done_callback(_close_late_connection)
+                raise
+            except core.BaseBumbleError as exc:
+                raise BleakError(f"could not connect to {self.address}: {exc}") from exc
+            self._connection = connection
+            connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
+            try:
+                with bleak_errors(f"setting up the connection to {self.address}"):
+                    peer = Peer(connection)
+                    await peer.request_mtu(ATT_REQUESTED_MTU)
+                    self.services = await self._discover(peer)
+            except BleakError:
+                # A half-set-up link must not stay open while the caller retries.
+                await self.disconnect()
+                raise
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
@@ -206,19 +281,23 @@ class BumbleClient(BaseBleakClient):
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
                              use_cached: bool = False, **kwargs: Any) -> bytearray:
-        return bytearray(await characteristic.obj.read_value())
+        with bleak_errors(f"reading {characteristic.uuid}"):
+            return bytearray(await characteristic.obj.read_value())
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *,
                                    use_cached: bool = False, **kwargs: Any) -> bytearray:
-        return bytearray(await descriptor.obj.read_value())
+        with bleak_errors(f"reading {descriptor.uuid}"):
+            return bytearray(await descriptor.obj.read_value())
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic,
                               data: SizedBuffer, response: bool) -> None:
-        await characteristic.obj.write_value(bytes(data), with_response=response)
+        with bleak_errors(f"writing {characteristic.uuid}"):
+            await characteristic.obj.write_value(bytes(data), with_response=response)
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor,
                                     data: SizedBuffer) -> None:
-        await descriptor.obj.write_value(bytes(data), with_response=True)
+        with bleak_errors(f"writing {descriptor.uuid}"):
+            await descriptor.obj.write_value(bytes(data), with_response=True)
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic,
                            callback: NotifyCallback, **kwargs: Any) -> None:
@@ -226,8 +305,10 @@ class BumbleClient(BaseBleakClient):
             callback(bytearray(value))
 
         self._subscribers[characteristic.handle] = deliver
-        await characteristic.obj.subscribe(deliver)
+        with bleak_errors(f"subscribing to {characteristic.uuid}"):
+            await characteristic.obj.subscribe(deliver)
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         deliver = self._subscribers.pop(characteristic.handle, None)
-        await characteristic.obj.unsubscribe(deliver)
+        with bleak_errors(f"unsubscribing from {characteristic.uuid}"):
+            await characteristic.obj.unsubscribe(deliver)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bumble import gatt
 from bumble.core import UUID, AdvertisingData
-from bumble.device import Device
+from bumble.device import Connection, Device
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class Feed:
     characteristic_uuid: UUID
     source: ValueSource
     indicate: bool = False
+    # False for a stream the central must start first, as on a Polar H10.
+    active: bool = True
     characteristic: gatt.Characteristic = field(init=False)
     # Raw values to send instead of the source's next values, oldest first.
     malformed: deque[bytes] = field(default_factory=deque)
@@ -62,17 +65,20 @@ class SimulatedSensor:
     """A peripheral that advertises, accepts connections and sends its feeds' values.
 
     ``step()`` sends one value of every feed to the subscribed central; ``run()`` calls
-    it every ``interval_s``. Faults: ``drop_link()``, ``notifying = False`` and
-    ``send_malformed()``.
+    it every ``interval_s``. Faults: ``drop_link()``, ``leave_range()``,
+    ``notifying = False`` and ``send_malformed()``.
     """
 
     def __init__(
         self, device: Device, feeds: list[Feed],
         battery_percent: int = DEFAULT_BATTERY_PERCENT,
+        controls: Sequence[tuple[UUID, gatt.Characteristic]] = (),
     ) -> None:
         self.device = device
         self.feeds = feeds
         self.notifying = True
+        self.in_range = True
+        self._tasks: set[asyncio.Task[None]] = set()
         self.step_index = 0
         self.battery = gatt.Characteristic(
             gatt.GATT_BATTERY_LEVEL_CHARACTERISTIC,
@@ -80,7 +86,7 @@ class SimulatedSensor:
             gatt.Characteristic.READABLE,
             bytes([battery_percent]),
         )
-        self._add_services()
+        self._add_services(controls)
 
     @property
     def address(self) -> str:
@@ -90,10 +96,14 @@ class SimulatedSensor:
     def connected(self) -> bool:
         return bool(self.device.connections)
 
-    def _add_services(self) -> None:
+    def _add_services(
+        self, controls: Sequence[tuple[UUID, gatt.Characteristic]]
+    ) -> None:
         by_service: dict[UUID, list[gatt.Characteristic]] = {}
         for feed in self.feeds:
             by_service.setdefault(feed.service_uuid, []).append(feed.characteristic)
+        for service_uuid, characteristic in controls:
+            by_service.setdefault(service_uuid, []).append(characteristic)
         by_service[gatt.GATT_BATTERY_SERVICE] = [self.battery]
         for uuid, characteristics in by_service.items():
             self.device.add_service(gatt.Service(uuid, characteristics))
@@ -101,25 +111,70 @@ class SimulatedSensor:
     async def start(self) -> None:
         """Power on and advertise; advertising restarts after every disconnection."""
         await self.device.power_on()
-        service_uuids = b"".join(
-            {feed.service_uuid.to_bytes(): None for feed in self.feeds}
-        )
+        # Vendor services with 128-bit UUIDs (Polar's PMD) are found by discovery,
+        # not advertised, as on the real sensors.
+        service_uuids = b"".join({
+            feed.service_uuid.to_bytes(): None for feed in self.feeds
+            if len(feed.service_uuid.to_bytes()) == 2
+        })
         self.device.advertising_data = bytes(AdvertisingData([
             (AdvertisingData.COMPLETE_LOCAL_NAME, self.device.name.encode()),
             (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, service_uuids),
         ]))
+        self.device.on(Device.EVENT_CONNECTION, self._on_connection)
+        await self._advertise()
+        logger.info("simulated sensor %s advertising as %s",
+                    self.device.name, self.address)
+
+    async def _advertise(self) -> None:
+        # Restarted here rather than by bumble's auto_restart, so that a sensor out
+        # of range stays silent.
         await self.device.start_advertising(
-            auto_restart=True,
+            auto_restart=False,
             advertising_interval_min=ADVERTISING_INTERVAL_MS,
             advertising_interval_max=ADVERTISING_INTERVAL_MS,
         )
-        logger.info("simulated sensor %s advertising as %s",
-                    self.device.name, self.address)
+
+    def _on_connection(self, connection: Connection) -> None:
+        connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
+
+    def _on_disconnection(self, reason: int) -> None:
+        if self.in_range:
+            self._spawn(self._advertise())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop_background_tasks(self) -> None:
+        """Cancel pending advertising restarts and responses, as at the end of a test.
+
+        The sensor stays out of range afterwards, so no later disconnection starts
+        new ones.
+        """
+        self.in_range = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def leave_range(self) -> None:
+        """Drop the link and stop advertising until ``return_to_range()``."""
+        self.in_range = False
+        await self.device.stop_advertising()
+        await self.drop_link()
+
+    async def return_to_range(self) -> None:
+        self.in_range = True
+        await self._advertise()
 
     async def step(self) -> None:
         """Send each feed's next value (or a queued malformed one) to subscribers."""
         if self.notifying and self.connected:
             for feed in self.feeds:
+                if not feed.active:
+                    continue
                 value = (
                     feed.malformed.popleft() if feed.malformed
                     else feed.source(self.step_index)

@@ -4,6 +4,12 @@ A frame is a 10-byte header (measurement type, 8-byte timestamp, frame type) fol
 by 3-byte signed little-endian samples in microvolts at 130 Hz. Only frame type 0 is
 decoded; other frame types (bit 7 marks delta-compressed frames) raise
 ``ProtocolError``.
+
+The H10 sends ECG only after a "start measurement" request on its PMD control point,
+and only while indications of that control point are enabled. Layouts follow Polar's
+Measurement Data specification as used by the Polar BLE SDK: a request is ``op code,
+measurement type`` then ``setting type, count, value (uint16)`` per setting, and the
+response is ``0xF0, op code, measurement type, error code``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,46 @@ PMD_HEADER_BYTES = 10
 ECG_SAMPLE_BYTES = 3
 ECG_SAMPLE_MIN, ECG_SAMPLE_MAX = -(2**23), 2**23 - 1
 MAX_ECG_SAMPLES = (MAX_ATTRIBUTE_VALUE_BYTES - PMD_HEADER_BYTES) // ECG_SAMPLE_BYTES
+
+PMD_OP_START_MEASUREMENT = 0x02
+PMD_RESPONSE_CODE = 0xF0
+PMD_SETTING_SAMPLE_RATE = 0x00
+PMD_SETTING_RESOLUTION = 0x01
+# The H10 streams ECG at 130 Hz with 14-bit resolution only.
+POLAR_ECG_RESOLUTION_BITS = 14
+PMD_ERROR_SUCCESS = 0x00
+PMD_ERROR_ALREADY_IN_STATE = 0x06
+
+
+def start_ecg_request() -> bytes:
+    """Return the control point request that starts the ECG stream at 130 Hz."""
+    settings = (
+        (PMD_SETTING_SAMPLE_RATE, POLAR_ECG_SAMPLE_RATE_HZ),
+        (PMD_SETTING_RESOLUTION, POLAR_ECG_RESOLUTION_BITS),
+    )
+    request = bytes([PMD_OP_START_MEASUREMENT, PMD_MEASUREMENT_TYPE_ECG])
+    for setting, value in settings:
+        request += bytes([setting, 1]) + value.to_bytes(2, "little")
+    return request
+
+
+def start_ecg_response(error_code: int = PMD_ERROR_SUCCESS) -> bytes:
+    """Return the control point response to a start request, as the H10 sends it."""
+    return bytes([
+        PMD_RESPONSE_CODE, PMD_OP_START_MEASUREMENT, PMD_MEASUREMENT_TYPE_ECG, error_code
+    ])
+
+
+def start_ecg_error(response: bytes) -> str | None:
+    """Return why a control point response refuses the start, None if it accepts."""
+    if len(response) < 4 or response[0] != PMD_RESPONSE_CODE:
+        return f"unexpected control point response {response.hex()}"
+    if response[1] != PMD_OP_START_MEASUREMENT:
+        return f"response to op code 0x{response[1]:02x}, not to the start request"
+    # A stream left running by an earlier connection is as good as a new one.
+    if response[3] in (PMD_ERROR_SUCCESS, PMD_ERROR_ALREADY_IN_STATE):
+        return None
+    return f"start of the ECG stream refused with PMD error code {response[3]}"
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,77 @@ def test_non_utf8_file_named(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe[device]\n")
     with pytest.raises(ConfigError, match="agent.toml"):
         load_config(path)
+
+
+BLE_ONLY = """
+[device]
+id = "bed-2-ble"
+secret = "s3cret"
+
+[central]
+url = "ws://127.0.0.1:8000/ingest"
+
+[ble]
+disconnect_grace_s = 20
+
+[[ble.sensors]]
+address = "A0:9E:1A:00:00:01"
+silence_timeout_s = 10
+
+[[ble.sensors]]
+name = "Polar H10 1A2B3C4D"
+service = "polar_pmd"
+
+[[ble.sensors]]
+name = "UA-651BLE"
+service = "blood_pressure"
+disconnect_alarm = false
+"""
+
+
+def test_ble_sensors_without_serial(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BLE_ONLY))
+    assert config.serial is None
+    assert config.ble.transport is None
+    assert config.ble.disconnect_grace_s == 20
+    by_address, strap, cuff = config.ble.sensors
+    assert by_address.label() == "A0:9E:1A:00:00:01"
+    assert by_address.silence_timeout_s == 10
+    assert strap.service == "polar_pmd"
+    assert "Polar H10 1A2B3C4D" in strap.label()
+    assert not cuff.disconnect_alarm
+
+
+def test_no_sensor_rejected(tmp_path: Path) -> None:
+    text = VALID.replace('[serial]\nport = "/dev/ttyUSB0"\n', "")
+    with pytest.raises(ConfigError, match=r"no sensor configured"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("sensor", [
+    'name = "Polar H10"',
+    'service = "heart_rate"',
+    'address = "A0:9E:1A:00:00:01"\nname = "Polar H10"\nservice = "heart_rate"',
+    "disconnect_alarm = true",
+])
+def test_ble_sensor_binding_checked(tmp_path: Path, sensor: str) -> None:
+    text = VALID + f"\n[[ble.sensors]]\n{sensor}\n"
+    with pytest.raises(ConfigError, match=r"ble.sensors\[0\]: set either address"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("sensor, field", [
+    ('address = "A0:9E:1A"', "ble.sensors[0].address"),
+    ('name = "x"\nservice = "glucose"', "ble.sensors[0].service"),
+    ('address = "A0:9E:1A:00:00:01"\ncolour = "red"', "ble.sensors[0].colour"),
+])
+def test_ble_sensor_field_named(tmp_path: Path, sensor: str, field: str) -> None:
+    text = VALID + f"\n[[ble.sensors]]\n{sensor}\n"
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_config(write(tmp_path, text))
+
+
+def test_ble_backoff_order_checked(tmp_path: Path) -> None:
+    text = VALID + "\n[ble]\nreconnect_min_delay_s = 5\nreconnect_max_delay_s = 1\n"
+    with pytest.raises(ConfigError, match="ble.reconnect_min_delay_s"):
+        load_config(write(tmp_path, text))

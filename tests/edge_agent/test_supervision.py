@@ -102,3 +102,68 @@ def test_pause_restarts_rate_measurement() -> None:
         now += 0.1
         watch.poll(now, 360)
     assert watch.take_measured_rate() is None
+
+
+def ble_supervisor() -> TechnicalSupervisor:
+    return TechnicalSupervisor(sensor_silent_s=None, link_lost_s=15,
+                               check_sample_rate=False, started_at=0.0,
+                               sensor_disconnected_s=10.0)
+
+
+def test_sensor_never_connected_raises_after_grace() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    watch.watch_sensor("A0:9E:1A:00:00:01", 0.0)
+    assert kinds(watch.poll(9.5, None)) == []
+    updates = watch.poll(10.5, None)
+    assert kinds(updates) == [("sensor_disconnected", True)]
+    assert "A0:9E:1A:00:00:01 for 10 s" in updates[0].evidence
+
+
+def test_sensor_dropout_within_grace_is_quiet() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    watch.watch_sensor("strap", 0.0)
+    watch.sensor_data_arrived("strap")
+    watch.sensor_disconnected("strap", 20.0)
+    assert kinds(watch.poll(25.0, None)) == []
+    watch.sensor_data_arrived("strap")
+    assert kinds(watch.poll(40.0, None)) == []
+
+
+def test_sensor_alarm_clears_when_data_returns() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    for label in ("strap", "oximeter"):
+        watch.watch_sensor(label, 0.0)
+        watch.sensor_data_arrived(label)
+    watch.sensor_disconnected("strap", 1.0)
+    watch.sensor_disconnected("oximeter", 2.0)
+    updates = watch.poll(12.5, None)
+    assert kinds(updates) == [("sensor_disconnected", True)]
+    assert "oximeter for 10 s, strap for 12 s" in updates[0].evidence
+    watch.sensor_data_arrived("strap")
+    assert kinds(watch.poll(13.0, None)) == []  # the oximeter is still away
+    watch.sensor_data_arrived("oximeter")
+    assert kinds(watch.poll(13.5, None)) == [("sensor_disconnected", False)]
+
+
+def test_sensor_silence_off_without_board() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    assert kinds(watch.poll(60.0, None)) == []
+
+
+def test_battery_low_raised_with_hysteresis() -> None:
+    watch = ble_supervisor()
+    watch.link_changed(True, 0.0)
+    watch.sensor_battery("strap", 40)
+    assert kinds(watch.poll(1.0, None)) == []
+    watch.sensor_battery("strap", 15)
+    updates = watch.poll(2.0, None)
+    assert kinds(updates) == [("sensor_battery_low", True)]
+    assert "strap at 15 %" in updates[0].evidence
+    watch.sensor_battery("strap", 18)  # within the hysteresis band
+    assert kinds(watch.poll(3.0, None)) == []
+    watch.sensor_battery("strap", 21)
+    assert kinds(watch.poll(4.0, None)) == [("sensor_battery_low", False)]

@@ -140,6 +140,10 @@ class MessageBuffer:
         self.new_message = asyncio.Event()
         # Set when open() found a corrupt file; the agent raises a technical alarm.
         self.corrupt_file_moved_to: Path | None = None
+        # Messages central has committed but whose rows could not be deleted yet
+        # (disk full: even a DELETE must write the WAL). They are not sent again and
+        # their deletion is retried with the next acknowledgement.
+        self._acknowledged_undeleted: set[int] = set()
         self._reservation = SequenceReservation(
             self._path.with_name(self._path.name + ".seq")
         )
@@ -288,7 +292,7 @@ class MessageBuffer:
     ) -> list[PendingMessage]:
         """Return up to ``limit`` unacknowledged messages: alarms newest first, then
         numerics and waveforms oldest first."""
-        excluded = set(exclude)
+        excluded = set(exclude) | self._acknowledged_undeleted
         async with self.db.execute(
             # Alarms newest first, so the current state reaches central first after
             # an outage; everything else oldest first.
@@ -304,27 +308,63 @@ class MessageBuffer:
         ]
         return batch[:limit]
 
+    @property
+    def undeleted_acknowledged(self) -> int:
+        """Count of acknowledged messages still on disk because deleting them failed."""
+        return len(self._acknowledged_undeleted)
+
     async def acknowledge(self, seqs: Iterable[int]) -> int:
-        """Forget messages central has committed; return how many rows went."""
-        keys = [(int(seq),) for seq in seqs]
+        """Forget messages central has committed; return how many rows went.
+
+        When the file cannot be written (disk full, I/O error) the rows stay, the
+        messages are not offered again, and the deletion is retried with the next
+        acknowledgement, so a full disk never stops the link.
+        """
+        keys = sorted({int(seq) for seq in seqs} | self._acknowledged_undeleted)
         if not keys:
             return 0
         removed = 0
+        freed = 0
         async with self._lock:
-            # One statement per slice, not per sequence number: each statement is a
-            # round trip to aiosqlite's thread.
-            for start in range(0, len(keys), ACK_SLICE):
-                slice_ = [seq for (seq,) in keys[start:start + ACK_SLICE]]
-                marks = ",".join("?" * len(slice_))
-                async with self.db.execute(
-                    f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING length(body)",
-                    slice_,
-                ) as cursor:
-                    for (length,) in await cursor.fetchall():
-                        self.payload_bytes -= int(length)
-                        removed += 1
-            await self.db.commit()
+            try:
+                # One statement per slice, not per sequence number: each statement is
+                # a round trip to aiosqlite's thread.
+                for start in range(0, len(keys), ACK_SLICE):
+                    slice_ = keys[start:start + ACK_SLICE]
+                    marks = ",".join("?" * len(slice_))
+                    async with self.db.execute(
+                        f"DELETE FROM outbox WHERE seq IN ({marks})"
+                        " RETURNING length(body)",
+                        slice_,
+                    ) as cursor:
+                        for (length,) in await cursor.fetchall():
+                            freed += int(length)
+                            removed += 1
+                await self.db.commit()
+            except (sqlite3.Error, OSError) as exc:
+                await self._rollback_quietly()
+                if not self._acknowledged_undeleted:
+                    logger.warning(
+                        "could not delete %d acknowledged messages from %s (%s); "
+                        "keeping them unsent and retrying with the next ack",
+                        len(keys), self._path, exc,
+                    )
+                self._acknowledged_undeleted.update(keys)
+                return 0
+        self.payload_bytes -= freed
+        if self._acknowledged_undeleted:
+            logger.info(
+                "deleted %d acknowledged messages kept since the buffer could not "
+                "be written", len(self._acknowledged_undeleted),
+            )
+            self._acknowledged_undeleted.clear()
         return removed
+
+    async def _rollback_quietly(self) -> None:
+        try:
+            await self.db.rollback()
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("rollback after a failed write also failed: %s", exc)
 
     async def move_to_rejected(self, seq: int, field: str, problem: str) -> None:
         """Keep a message central refused for inspection instead of resending it."""
@@ -358,7 +398,8 @@ class MessageBuffer:
     async def pending_count(self) -> int:
         async with self.db.execute("SELECT count(*) FROM outbox") as cursor:
             row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        count = int(row[0]) if row else 0
+        return max(0, count - len(self._acknowledged_undeleted))
 
     async def next_sequence(self) -> int:
         async with self.db.execute(

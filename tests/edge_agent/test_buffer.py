@@ -184,3 +184,30 @@ async def test_newest_alarms_first_then_backlog_oldest_first(tmp_path: Path) -> 
     order = [message.seq for message in await buffer.next_batch(10)]
     assert order == [3, 1, 4, 0, 2]
     await buffer.close()
+
+
+async def test_acknowledge_survives_unwritable_file(tmp_path: Path) -> None:
+    # A full disk fails even a DELETE, because it writes the WAL. query_only makes
+    # SQLite refuse writes the same way without filling a disk.
+    buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await buffer.open()
+    for _ in range(4):
+        await buffer.append(hello, Priority.NUMERICS)
+    await buffer.db.execute("PRAGMA query_only = ON")
+
+    assert await buffer.acknowledge([0, 1]) == 0
+    assert buffer.undeleted_acknowledged == 2
+    # Acknowledged messages are not offered again while their rows remain.
+    assert [message.seq for message in await buffer.next_batch(10)] == [2, 3]
+    assert await buffer.pending_count() == 2
+
+    await buffer.db.execute("PRAGMA query_only = OFF")
+    assert await buffer.acknowledge([2]) == 3
+    assert buffer.undeleted_acknowledged == 0
+    assert [message.seq for message in await buffer.next_batch(10)] == [3]
+    await buffer.close()
+
+    reopened = MessageBuffer(tmp_path / "buffer.sqlite3")
+    await reopened.open()
+    assert [message.seq for message in await reopened.next_batch(10)] == [3]
+    await reopened.close()

@@ -206,10 +206,26 @@ class PatientEmergency(_Message, tag="patient.emergency", kw_only=True):
     evidence: str
 
 
+class SystemAlarm(_Message, tag="system.alarm", kw_only=True):
+    """A technical alarm about central itself, for every dashboard watching a patient.
+
+    ``instance`` names the central process that raised it; ``kind`` is for example
+    ``event_relay_down`` while events from other instances cannot be relayed.
+    """
+
+    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    alarm_id: Identifier
+    kind: Identifier
+    priority: Priority
+    state: AlarmState
+    started_at: UtcTime
+    evidence: str
+
+
 DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
 CentralToDevice = Union[Ack, Rejected, AlarmAcknowledge]
 ClientRequest = Union[Authenticate, Subscribe, Unsubscribe]
-ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency]
+ServerEvent = Union[Subscribed, ErrorEvent, VitalsUpdate, PatientEmergency, SystemAlarm]
 
 _encoder = msgspec.json.Encoder()
 _device_decoder = msgspec.json.Decoder(DeviceMessage)

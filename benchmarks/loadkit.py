@@ -16,6 +16,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,7 +222,7 @@ class CentralProcess:
         command = [sys.executable, "-m", "central.cli", "serve"]
         if self.profile_path is not None:
             command = [
-                sys.executable, "-m", "pyinstrument", "--async-mode", "enabled",
+                sys.executable, "-m", "pyinstrument",
                 "-r", "text", "-o", str(self.profile_path), "-m", "central.cli", "serve",
             ]
         log = open(self.workdir / f"central-{self.port}.log", "ab")
@@ -261,7 +262,11 @@ class CentralProcess:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        # Under pyinstrument, SIGINT ends central with KeyboardInterrupt, after which
+        # the profiler still writes its report; SIGTERM would lose it.
+        self.process.send_signal(
+            signal.SIGINT if self.profile_path is not None else signal.SIGTERM
+        )
         try:
             self.process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

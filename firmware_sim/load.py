@@ -82,6 +82,8 @@ class BedStats:
     acknowledged: int = 0
     rejected: int = 0
     failure: str | None = None
+    # Loop time of the last ack, so rates count acks that arrive after sending stops.
+    last_ack_at: float = 0.0
     ack_latencies_s: list[float] = field(default_factory=list)
 
 
@@ -297,6 +299,7 @@ class SimulatedBed:
                         if self._flooding:
                             self._window.release()
                 self.stats.acknowledged += len(reply.seqs)
+                self.stats.last_ack_at = asyncio.get_running_loop().time()
             elif isinstance(reply, Rejected):
                 self.stats.rejected += 1
                 logger.warning(
@@ -354,11 +357,12 @@ async def run_load(settings: LoadSettings) -> LoadReport:
         for bed, outcome in zip(connected, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 bed.stats.failure = repr(outcome)
-        elapsed = loop.time() - started
+        sending_s = loop.time() - started
         await asyncio.sleep(settings.settle_s)
     finally:
         await asyncio.gather(*(bed.close() for bed in beds), return_exceptions=True)
-    return _report(beds, elapsed)
+    last_ack = max((bed.stats.last_ack_at for bed in beds), default=0.0)
+    return _report(beds, max(sending_s, last_ack - started))
 
 
 async def _open_all(beds: list[SimulatedBed]) -> None:

@@ -211,6 +211,11 @@ async def measure(args: argparse.Namespace, server_url: str, workdir: Path) -> l
             verdicts.append(p99 < TARGET_P99_MS)
             if result.generator_output:
                 print(f"  load generator: {result.generator_output}")
+            transactions = result.counters.get("ingest.transactions", 0)
+            if transactions:
+                grouped = result.counters.get("ingest.transaction_messages", 0)
+                print(f"  central: {grouped / transactions:.1f} messages per "
+                      "transaction (counted since central started)")
     finally:
         for central in centrals:
             central.stop()

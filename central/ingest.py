@@ -1,9 +1,10 @@
 """The device WebSocket (/ingest): authenticate, store idempotently, ack after commit.
 
 A device authenticates with HTTP Basic on the upgrade request. Each text frame is one
-protocol device message. Frames that arrive together are stored in one transaction
-of at most ``MAX_BATCH`` messages, and only after COMMIT does the device get an
-``Ack`` listing every seq of the batch, duplicates included. A malformed frame gets a
+protocol device message. Frames that arrive together form a batch of at most
+``MAX_BATCH`` messages. A batch is stored in one transaction, which other devices'
+batches may share (see ``central.ingest_writer``). Only after COMMIT does the device
+get an ``Ack`` listing every seq of the batch, duplicates included. A malformed frame gets a
 ``Rejected`` reply and the connection stays open. If storing fails, nothing of the
 batch is acknowledged and the socket is closed with 1011 so the device retries.
 """
@@ -25,7 +26,6 @@ from central.devices import DeviceAuthError, authenticate_device
 from central.fanout import publish_stored
 from central.metrics import RateLimitedLog
 from central.services import Services, services_of
-from central.storage import store_batch
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Ack,
@@ -268,7 +268,7 @@ class IngestSession:
         if not messages:
             return True
         try:
-            batch = await store_batch(self.services.pool, self.device_id, messages)
+            batch = await self.services.ingest_writer.store(self.device_id, messages)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._storage_failed(exc, len(messages))
             return False

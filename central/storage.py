@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from central.devices import DeviceLocation, locate_device, record_hello, touch_last_seen
+from central.devices import (
+    DeviceLocation,
+    locate_devices,
+    record_hello,
+    touch_last_seen_many,
+)
 from central.metrics import RateLimitedLog
 from protocol.messages import (
     DataGap,
@@ -58,75 +63,102 @@ async def store_batch(
     """Store ``messages`` from ``device_id`` in one transaction; return what happened.
 
     Every returned seq is committed when this returns, duplicates included, so all of
-    them may be acknowledged. Claims, numerics and waveform chunks are written with
-    one statement each per batch rather than per message, because round trips to the
-    database bounded ingest.
+    them may be acknowledged.
     """
-    async with pool.acquire() as connection, connection.transaction():
-        location = await locate_device(connection, device_id)
-        batch = StoredBatch(location)
-        claimed = await _claim(connection, device_id, messages, location.patient_id)
-        for message in messages:
-            batch.seqs.append(message.seq)
-            if message.seq in claimed:
-                # A seq repeated within the batch is new only the first time.
-                claimed.discard(message.seq)
-                batch.new.append(message)
-            else:
-                batch.duplicates += 1
-        await _store_bulk_children(connection, batch.new, location.patient_id)
-        for message in batch.new:
-            await _store_children(connection, message, location)
-            if isinstance(message, Emergency) and await _alarm_superseded(
-                connection, message
-            ):
-                batch.superseded.add(message.seq)
-        await touch_last_seen(connection, device_id)
+    [batch] = await store_batches(pool, [(device_id, messages)])
     return batch
+
+
+async def store_batches(
+    pool: asyncpg.Pool, submissions: list[tuple[str, list[DeviceMessage]]]
+) -> list[StoredBatch]:
+    """Store the messages of several devices in one transaction, in order.
+
+    Returns one ``StoredBatch`` per submission. A device may appear only once.
+    Claims, numerics and waveform chunks are written with one statement each for the
+    whole transaction rather than per message, because round trips to the database,
+    and one COMMIT per message, bounded ingest.
+    """
+    device_ids = [device_id for device_id, _ in submissions]
+    async with pool.acquire() as connection, connection.transaction():
+        locations = await locate_devices(connection, device_ids)
+        claimed = await _claim(connection, submissions, locations)
+        batches = []
+        for device_id, messages in submissions:
+            batch = StoredBatch(locations[device_id])
+            for message in messages:
+                batch.seqs.append(message.seq)
+                if (device_id, message.seq) in claimed:
+                    # A seq repeated within the batch is new only the first time.
+                    claimed.discard((device_id, message.seq))
+                    batch.new.append(message)
+                else:
+                    batch.duplicates += 1
+            batches.append(batch)
+        patients = {device_id: loc.patient_id for device_id, loc in locations.items()}
+        await _store_bulk_children(
+            connection, [m for batch in batches for m in batch.new], patients
+        )
+        for batch in batches:
+            for message in batch.new:
+                await _store_children(connection, message, batch.location)
+                if isinstance(message, Emergency) and await _alarm_superseded(
+                    connection, message
+                ):
+                    batch.superseded.add(message.seq)
+        await touch_last_seen_many(connection, device_ids)
+    return batches
 
 
 async def _claim(
     connection: asyncpg.Connection,
-    device_id: str,
-    messages: list[DeviceMessage],
-    patient_id: str | None,
-) -> set[int]:
-    """Insert the ledger rows of ``messages``; return the seqs that were new."""
+    submissions: list[tuple[str, list[DeviceMessage]]],
+    locations: dict[str, DeviceLocation],
+) -> set[tuple[str, int]]:
+    """Insert the ledger rows; return the (device_id, seq) pairs that were new."""
+    messages = [message for _, batch in submissions for message in batch]
     rows = await connection.fetch(
         """
         INSERT INTO device_messages
             (device_id, seq, type, device_time, patient_id, device_clock_suspect)
-        SELECT $1, m.seq, m.type, m.device_time, $2,
+        SELECT m.device_id, m.seq, m.type, m.device_time, m.patient_id,
                m.device_time > clock_timestamp() + interval '5 minutes'
                OR m.device_time < timestamptz '2020-01-01 00:00:00+00'
-        FROM unnest($3::bigint[], $4::text[], $5::timestamptz[])
-            AS m (seq, type, device_time)
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::timestamptz[],
+                    $5::text[])
+            AS m (device_id, seq, type, device_time, patient_id)
         ON CONFLICT (device_id, seq) DO NOTHING
-        RETURNING seq, device_clock_suspect
+        RETURNING device_id, seq, device_clock_suspect
         """,
-        device_id,
-        patient_id,
+        [device_id for device_id, batch in submissions for _ in batch],
         [message.seq for message in messages],
         [type(message).__struct_config__.tag for message in messages],
         [message.sent_at for message in messages],
+        [
+            locations[device_id].patient_id
+            for device_id, batch in submissions
+            for _ in batch
+        ],
     )
-    suspect = {row["seq"] for row in rows if row["device_clock_suspect"]}
+    suspect = {(row["device_id"], row["seq"]) for row in rows if row["device_clock_suspect"]}
     for message in messages:
-        if message.seq in suspect:
-            suspect.discard(message.seq)
+        if (message.device_id, message.seq) in suspect:
+            suspect.discard((message.device_id, message.seq))
             _clock_warnings.warning(
                 message.device_id,
                 "device %s sent seq %d stamped %s, implausible against central's "
                 "clock; check its time synchronisation",
                 message.device_id, message.seq, message.sent_at.isoformat(),
             )
-    return {row["seq"] for row in rows}
+    return {(row["device_id"], row["seq"]) for row in rows}
 
 
 async def _store_bulk_children(
-    connection: asyncpg.Connection, new: list[DeviceMessage], patient_id: str | None
+    connection: asyncpg.Connection,
+    new: list[DeviceMessage],
+    patients: dict[str, str | None],
 ) -> None:
-    """Insert the vitals rows and waveform chunks of a batch with one COPY each.
+    """Insert the vitals rows and waveform chunks of new messages with one COPY each.
 
     COPY cannot skip conflicting rows, and need not: each message here has just
     claimed its (device_id, seq), so none of its children can exist yet.
@@ -134,9 +166,9 @@ async def _store_bulk_children(
     numerics = [m for m in new if isinstance(m, VitalsNumerics)]
     waveforms = [m for m in new if isinstance(m, EcgWaveform)]
     if numerics:
-        await _store_numerics(connection, numerics, patient_id)
+        await _store_numerics(connection, numerics, patients)
     if waveforms:
-        await _store_waveforms(connection, waveforms, patient_id)
+        await _store_waveforms(connection, waveforms, patients)
 
 
 async def _store_children(
@@ -165,7 +197,7 @@ async def _store_children(
 async def _store_numerics(
     connection: asyncpg.Connection,
     messages: list[VitalsNumerics],
-    patient_id: str | None,
+    patients: dict[str, str | None],
 ) -> None:
     await connection.copy_records_to_table(
         "vitals",
@@ -175,7 +207,7 @@ async def _store_numerics(
                 message.device_id,
                 message.seq,
                 ordinal,
-                patient_id,
+                patients[message.device_id],
                 item.code,
                 item.value,
                 item.unit,
@@ -189,7 +221,9 @@ async def _store_numerics(
 
 
 async def _store_waveforms(
-    connection: asyncpg.Connection, messages: list[EcgWaveform], patient_id: str | None
+    connection: asyncpg.Connection,
+    messages: list[EcgWaveform],
+    patients: dict[str, str | None],
 ) -> None:
     await connection.copy_records_to_table(
         "waveform_chunks",
@@ -198,7 +232,7 @@ async def _store_waveforms(
             (
                 message.device_id,
                 message.seq,
-                patient_id,
+                patients[message.device_id],
                 message.lead,
                 message.sample_rate_hz,
                 message.first_sample_at,

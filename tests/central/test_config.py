@@ -130,3 +130,16 @@ def test_cli_exits_2_on_bad_config(
     error = capsys.readouterr().err
     assert "AURA_PORTT" in error
     assert "did you mean AURA_PORT?" in error
+
+
+def test_redis_channel_prefix_parsed() -> None:
+    settings = Settings.from_environ({"AURA_REDIS_CHANNEL_PREFIX": "ward-b:"})
+    assert settings.redis_channel_prefix == "ward-b:"
+    assert Settings.from_environ({}).redis_channel_prefix == "aura:"
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "x" * 65, "tab\t"])
+def test_invalid_redis_channel_prefix_named(prefix: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"AURA_REDIS_CHANNEL_PREFIX": prefix})
+    assert caught.value.variable == "AURA_REDIS_CHANNEL_PREFIX"

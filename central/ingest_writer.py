@@ -3,10 +3,10 @@
 At 1,000 beds each device connection sends about five messages a second, one at a
 time, so a transaction per connection batch means a COMMIT, and its round trips, for
 nearly every message. Instead a connection hands its batch to ``IngestWriter.store``
-and waits. The first connection to get one of ``MAX_CONCURRENT_WRITES`` slots takes
-every batch waiting, up to ``MAX_GROUP_MESSAGES`` messages, and stores them all in
-one transaction. Batches that arrive meanwhile wait for the next free slot. So an
-idle central still stores a lone message at once, and a busy one commits less often.
+and waits. While fewer than ``MAX_CONCURRENT_WRITES`` transactions run, a new one
+takes every batch waiting, up to ``MAX_GROUP_MESSAGES`` messages. Batches that arrive
+meanwhile wait until a transaction ends, and the next one takes them all. So an idle
+central still stores a lone message at once, and a busy one commits less often.
 
 Nothing is acknowledged before its transaction commits, as before. If a group's
 transaction fails, each batch of it is tried again in a transaction of its own, so
@@ -56,7 +56,9 @@ class IngestWriter:
         self._pool = pool
         self._counters = counters
         self._pending: deque[_Submission] = deque()
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._max_group_messages = max_group_messages
 
     async def store(self, device_id: str, messages: list[DeviceMessage]) -> StoredBatch:
@@ -66,13 +68,27 @@ class IngestWriter:
         """
         future: asyncio.Future[StoredBatch] = asyncio.get_running_loop().create_future()
         self._pending.append(_Submission(device_id, messages, future))
-        async with self._slots:
-            group = self._take_group()
-            if group:
-                # Shielded, because the other connections of the group wait for this
-                # write even if this one's task is cancelled.
-                await asyncio.shield(asyncio.ensure_future(self._write(group)))
+        self._start_writes()
         return await future
+
+    def _start_writes(self) -> None:
+        # Each write runs in its own task, so a connection that is cancelled while it
+        # waits cannot cancel a transaction holding other connections' batches.
+        while self._active < self._max_concurrent and self._pending:
+            group = self._take_group()
+            if not group:
+                return
+            self._active += 1
+            task = asyncio.create_task(self._write_then_continue(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write_then_continue(self, group: list[_Submission]) -> None:
+        try:
+            await self._write(group)
+        finally:
+            self._active -= 1
+            self._start_writes()
 
     def _take_group(self) -> list[_Submission]:
         group: list[_Submission] = []
@@ -116,11 +132,12 @@ class IngestWriter:
             )
             for item in group:
                 await self._write_alone(item)
-        except BaseException as exc:
-            # The waiting connections must hear of any failure, or they wait forever.
+        except Exception as exc:
+            # A bug, not a database failure; the waiting connections must hear of
+            # it, or they would wait forever.
+            logger.exception("storing %d device batches failed", len(group))
             for item in group:
                 _settle(item, exception=exc)
-            raise
         else:
             for item, batch in zip(group, batches, strict=True):
                 _settle(item, result=batch)

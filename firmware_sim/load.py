@@ -85,6 +85,9 @@ class BedStats:
     # Loop time of the last ack, so rates count acks that arrive after sending stops.
     last_ack_at: float = 0.0
     ack_latencies_s: list[float] = field(default_factory=list)
+    # How late each real-time chunk went out against its schedule: when this grows,
+    # the generator itself lacks CPU and its latencies mean little.
+    send_lags_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class LoadReport:
     rejected: int
     failures: list[str]
     ack_latencies_s: list[float]
+    send_lags_s: list[float]
 
     @property
     def acknowledged_per_s(self) -> float:
@@ -107,12 +111,16 @@ class LoadReport:
     def summary(self) -> str:
         """Return a one-line summary with ack latency percentiles in ms."""
         p50, p99, worst = percentiles_ms(self.ack_latencies_s)
-        return (
+        summary = (
             f"beds {self.connected}/{self.beds} connected, {self.duration_s:.1f} s: "
             f"sent {self.sent}, acknowledged {self.acknowledged} "
             f"({self.acknowledged_per_s:.0f}/s), rejected {self.rejected}; "
             f"ack latency ms p50 {p50:.1f} p99 {p99:.1f} max {worst:.1f}"
         )
+        if self.send_lags_s:
+            _, lag99, lag_max = percentiles_ms(self.send_lags_s)
+            summary += f"; send lag ms p99 {lag99:.1f} max {lag_max:.1f}"
+        return summary
 
 
 def percentiles_ms(values: Sequence[float]) -> tuple[float, float, float]:
@@ -203,6 +211,7 @@ class SimulatedBed:
             delay = start_at + tick * self._chunk_s - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self.stats.send_lags_s.append(loop.time() - start_at - tick * self._chunk_s)
             await self.send_tick()
 
     async def flood(self, duration_s: float) -> None:
@@ -381,8 +390,10 @@ async def _open_all(beds: list[SimulatedBed]) -> None:
 
 def _report(beds: list[SimulatedBed], elapsed_s: float) -> LoadReport:
     latencies: list[float] = []
+    lags: list[float] = []
     for bed in beds:
         latencies.extend(bed.stats.ack_latencies_s)
+        lags.extend(bed.stats.send_lags_s)
     return LoadReport(
         beds=len(beds),
         connected=sum(bed.stats.connected for bed in beds),
@@ -392,6 +403,7 @@ def _report(beds: list[SimulatedBed], elapsed_s: float) -> LoadReport:
         rejected=sum(bed.stats.rejected for bed in beds),
         failures=[f"{b.device_id}: {b.stats.failure}" for b in beds if b.stats.failure],
         ack_latencies_s=latencies,
+        send_lags_s=lags,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -15,6 +17,15 @@ from central.services import Services
 from protocol.messages import decode_device_message
 
 OTHER_DEVICE = "monitor-2"
+
+
+@contextlib.contextmanager
+def writes_held(writer: IngestWriter) -> Iterator[None]:
+    """Make ``writer`` act as if every transaction slot were busy, then free them."""
+    writer._active = writer._max_concurrent
+    yield
+    writer._active = 0
+    writer._start_writes()
 
 
 async def queued(writer: IngestWriter, count: int) -> None:
@@ -40,8 +51,8 @@ async def test_waiting_batches_share_transaction(
 
     monkeypatch.setattr(central.ingest_writer, "store_batches", counting_store)
     writer = IngestWriter(services.pool, services.counters, max_concurrent=1)
-    async with writer._slots:
-        # Both batches queue while the only slot is taken.
+    with writes_held(writer):
+        # Both batches queue while no transaction may start.
         first = asyncio.create_task(writer.store(DEVICE_ID, batch(range(3))))
         second = asyncio.create_task(
             writer.store(OTHER_DEVICE, batch(range(2), OTHER_DEVICE))
@@ -62,7 +73,7 @@ async def test_failing_batch_does_not_fail_others(
     services: Services, demo: Demo
 ) -> None:
     writer = IngestWriter(services.pool, services.counters, max_concurrent=1)
-    async with writer._slots:
+    with writes_held(writer):
         good = asyncio.create_task(writer.store(DEVICE_ID, batch(range(2))))
         # Not registered, so its ledger rows violate the devices foreign key.
         bad = asyncio.create_task(
@@ -79,7 +90,7 @@ async def test_failing_batch_does_not_fail_others(
 
 async def test_same_device_batches_stay_ordered(services: Services, demo: Demo) -> None:
     writer = IngestWriter(services.pool, services.counters, max_concurrent=1)
-    async with writer._slots:
+    with writes_held(writer):
         first = asyncio.create_task(writer.store(DEVICE_ID, batch(range(3))))
         # A reconnected device's batch overlapping the first one's seqs.
         second = asyncio.create_task(writer.store(DEVICE_ID, batch(range(1, 5))))

@@ -80,6 +80,51 @@ def _generator_command(
     return command
 
 
+async def _start_generators(
+    centrals: list[CentralProcess], ward: Ward, beds: int, duration_s: float,
+    alarm_every_s: float | None,
+) -> list[asyncio.subprocess.Process]:
+    # Beds split in contiguous halves, one generator process per central.
+    share = -(-beds // len(centrals))
+    generators = []
+    for index, central in enumerate(centrals):
+        first = 1 + index * share
+        count = min(share, beds - index * share)
+        if count <= 0:
+            continue
+        command = _generator_command(
+            central.ws_url("/ingest"), ward, first, count, duration_s, alarm_every_s
+        )
+        generators.append(
+            await asyncio.create_subprocess_exec(
+                *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    return generators
+
+
+async def _wait_for_generators(
+    generators: list[asyncio.subprocess.Process], duration_s: float
+) -> str:
+    outputs = []
+    for generator in generators:
+        stdout, stderr = await asyncio.wait_for(
+            generator.communicate(), duration_s + CONNECT_ALLOWANCE_S
+        )
+        outputs.append(stdout.decode().strip())
+        if generator.returncode != 0:
+            outputs.append(stderr.decode().strip()[-2000:])
+    return " | ".join(outputs)
+
+
+def _merged_counters(centrals: list[CentralProcess]) -> dict[str, int]:
+    counters: dict[str, int] = {}
+    for central in centrals:
+        for name, value in central.counters().items():
+            counters[name] = counters.get(name, 0) + value
+    return counters
+
+
 async def run_level(
     centrals: list[CentralProcess],
     ward: Ward,
@@ -96,49 +141,24 @@ async def run_level(
     await asyncio.gather(*(dashboard.open() for dashboard in dashboards))
     for dashboard in dashboards:
         dashboard.recording = True
-    # Beds split in contiguous halves, one generator process per central.
-    share = -(-beds // len(centrals))
-    generators = []
+
     cpu_before = [central.cpu_seconds() for central in centrals]
     started = time.perf_counter()
-    for index, central in enumerate(centrals):
-        first = 1 + index * share
-        count = min(share, beds - index * share)
-        if count <= 0:
-            continue
-        generators.append(
-            await asyncio.create_subprocess_exec(
-                *_generator_command(
-                    central.ws_url("/ingest"), ward, first, count, duration_s,
-                    alarm_every_s,
-                ),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )
-        )
-    outputs = []
-    for generator in generators:
-        stdout, stderr = await asyncio.wait_for(
-            generator.communicate(), duration_s + CONNECT_ALLOWANCE_S
-        )
-        outputs.append(stdout.decode().strip())
-        if generator.returncode != 0:
-            outputs.append(stderr.decode().strip()[-2000:])
+    generators = await _start_generators(centrals, ward, beds, duration_s, alarm_every_s)
+    generator_output = await _wait_for_generators(generators, duration_s)
     elapsed = time.perf_counter() - started
     cpu_used = sum(c.cpu_seconds() for c in centrals) - sum(cpu_before)
-    for dashboard in dashboards:
-        dashboard.recording = False
+
     latencies = Latencies()
     for dashboard in dashboards:
+        dashboard.recording = False
         latencies.extend(dashboard.latencies)
     await asyncio.gather(*(dashboard.close() for dashboard in dashboards))
+    # Patient ids are P-B0001 and up, so the number says whether the bed streamed.
     watched_active = sum(
-        sum(1 for p in patients if int(p[3:]) <= beds)
+        sum(1 for patient in patients if int(patient[3:]) <= beds)
         for _, patients in ward.clients[:clients]
     )
-    counters: dict[str, int] = {}
-    for central in centrals:
-        for name, value in central.counters().items():
-            counters[name] = counters.get(name, 0) + value
     return FanoutResult(
         beds=beds,
         clients=clients,
@@ -148,8 +168,8 @@ async def run_level(
         # 4 waveform chunks and 1 numerics message per bed-second, per watcher.
         expected_updates=int(watched_active * 5 * duration_s),
         central_cpu_percent=100.0 * cpu_used / elapsed,
-        counters=counters,
-        generator_output=" | ".join(outputs),
+        counters=_merged_counters(centrals),
+        generator_output=generator_output,
     )
 
 

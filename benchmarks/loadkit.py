@@ -3,7 +3,7 @@
 Central runs as ``python -m central.cli serve`` in its own process, as deployed, so
 the benchmark process (load generator and dashboard clients) does not share its event
 loop. Simulated devices and nurses are registered with cheap Argon2 parameters, so
-that 1,000 connections do not spend a minute verifying hashes; password hashing is
+that 1,000 connections do not spend a minute verifying hashes. Password hashing is
 not what these benchmarks measure.
 """
 
@@ -245,7 +245,7 @@ class CentralProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"central did not answer on {self.base_url}")
+        raise TimeoutError(f"central did not respond on {self.base_url} in time")
 
     def cpu_seconds(self) -> float:
         """Return user plus system CPU time the process has used so far."""
@@ -376,7 +376,10 @@ class Dashboard:
             if event.type == "subscribed":
                 confirmed += 1
             elif event.type == "error":
-                raise RuntimeError("a benchmark subscription was refused")
+                raise RuntimeError(
+                    "central rejected a benchmark subscription; check the seeded "
+                    "assignments"
+                )
         self._task = asyncio.create_task(self._receive())
 
     async def _receive(self) -> None:

@@ -285,9 +285,9 @@ class RedisHub:
         self, pubsub: redis.client.PubSub, subscribed: set[str]
     ) -> None:
         self._subscriptions_changed = False
-        wanted = {self._patient_prefix + patient for patient in self.local.patients()}
-        added = wanted - subscribed
-        removed = subscribed - wanted
+        desired = {self._patient_prefix + patient for patient in self.local.patients()}
+        added = desired - subscribed
+        removed = subscribed - desired
         if added:
             await pubsub.subscribe(*added)
         if removed:

@@ -48,8 +48,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 250.0
 CHUNK_S = 0.25
 NUMERICS_INTERVAL_S = 1.0
-# Devices opening their connections at once would all pay for authentication in the
-# same instant; this many at a time keeps the ramp-up short without a stampede.
+# Devices opening their connections at once would all need authentication in the same
+# instant. Opening this many at a time keeps the ramp-up short without a stampede.
 CONNECT_CONCURRENCY = 32
 CONNECT_TIMEOUT_S = 30.0
 # Unacknowledged messages per bed in flood mode; the agent's default window is 512.
@@ -75,7 +75,7 @@ def ecg_template(sample_rate_hz: float) -> list[int]:
 
 @dataclass
 class BedStats:
-    """What one simulated bed sent and had acknowledged."""
+    """Counts and latencies of one simulated bed."""
 
     connected: bool = False
     sent: int = 0

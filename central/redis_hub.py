@@ -21,8 +21,8 @@ every event from this instance.
 
 Publishing never awaits. Events wait in a bounded outgoing queue that one task sends
 in pipelines of up to ``PUBLISH_BATCH`` PUBLISH commands. When that queue is full a
-new waveform update is dropped, and any other event evicts the oldest queued one;
-both are counted.
+new waveform update is dropped, and any other event evicts the oldest queued waveform
+update, or the oldest event when none is queued. Both are counted.
 
 Consent: a remote event reaches only local queues, and a queue subscribes to a
 patient through ``central.events`` after consent is checked on this instance, which
@@ -207,13 +207,16 @@ class RedisHub:
                 "outgoing", "Redis outgoing queue full; dropping waveform updates"
             )
             return False
-        _, _, evicted_droppable = self._outgoing.popleft()
-        if not evicted_droppable:
-            self._warnings.warning(
-                "evicted",
-                "Redis outgoing queue full; other instances miss an event that "
-                "should have been kept",
-            )
+        for index, (_, _, queued_droppable) in enumerate(self._outgoing):
+            if queued_droppable:
+                del self._outgoing[index]
+                return True
+        self._outgoing.popleft()
+        self._warnings.warning(
+            "evicted",
+            "Redis outgoing queue full of events that must be kept; other instances "
+            "miss the oldest",
+        )
         return True
 
     async def _publish_forever(self) -> None:

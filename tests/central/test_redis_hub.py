@@ -38,6 +38,8 @@ from websockets.asyncio.client import ClientConnection
 
 from central.app import create_app
 from central.config import Settings
+from central.metrics import Counters
+from central.redis_hub import RedisHub
 from central.services import Services
 
 SUBSCRIBE = json.dumps({"type": "subscribe", "v": 1, "patient_id": "P-0001"})
@@ -276,3 +278,34 @@ async def test_redis_outage_keeps_local_delivery(
         await send_and_wait_for_acks(device, [numerics(1, heart_rate=88.0)])
         event = await receive_until(nurse_second, "vitals.update")
         assert heart_rate(event) == 88.0
+
+
+async def test_full_outgoing_queue_drops_waveforms_first() -> None:
+    counters = Counters()
+    # Nothing listens on port 1 and nothing connects before start(), so this only
+    # exercises the outgoing queue.
+    hub = RedisHub("redis://127.0.0.1:1/0", counters, outgoing_capacity=2)
+    hub._up = True
+    hub.publish("P-1", "keep-1", droppable=False)
+    hub.publish("P-1", "wave-1", droppable=True)
+    hub.publish("P-1", "wave-2", droppable=True)
+    assert counters.get("redis.outgoing_dropped") == 1
+    hub.publish("P-1", "keep-2", droppable=False)
+    queued = [message.rsplit("\n", 1)[1] for _, message, _ in hub._outgoing]
+    assert queued == ["keep-1", "keep-2"]
+    assert counters.get("redis.outgoing_dropped") == 2
+    hub.publish("P-1", "keep-3", droppable=False)
+    queued = [message.rsplit("\n", 1)[1] for _, message, _ in hub._outgoing]
+    assert queued == ["keep-2", "keep-3"]
+    assert counters.get("redis.outgoing_dropped") == 3
+    await hub.wait_closed()
+
+
+async def test_publish_skipped_while_relay_down() -> None:
+    counters = Counters()
+    hub = RedisHub("redis://127.0.0.1:1/0", counters)
+    assert hub.publish("P-1", "event", droppable=False) == 0
+    assert counters.get("redis.publish_skipped") == 1
+    assert len(hub._outgoing) == 0
+    assert hub.relay_status() == "down"
+    await hub.wait_closed()

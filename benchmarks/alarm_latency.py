@@ -3,7 +3,7 @@
 Two measured parts, added per alarm kind:
 
 - bedside: the streaming analyzer on synthetic episodes whose definition sample is
-  known exactly (``benchmarks/synthetic_eval.py``, 0.25 s chunks); the delay runs to
+  known exactly (``benchmarks/synthetic_eval.py``, 0.25 s chunks). The delay runs to
   the end of the chunk whose result raised the alarm.
 - transport: simulated beds (``firmware_sim.load``) stream ECG and numerics and each
   raises a high-priority alarm every ``--alarm-every`` seconds, stamped with the

@@ -6,9 +6,10 @@ filters, analyses and buffers it and forwards to central. After a warm-up, the
 agent's CPU time and resident memory are sampled from /proc once a second. One agent
 serves one bed, so its figures are per bed.
 
-The references, measured in the same run: the resident memory of a bare Python
-interpreter, and the DSP real-time factor (processing time over signal time) of the
-agent's streaming analyzer on 5 minutes of the same record in 1 s chunks.
+Two references are measured in the same run. One is the resident memory of a bare
+Python interpreter. The other is the DSP real-time factor, processing time over
+signal time, of the agent's streaming analyzer on 5 minutes of the record in 1 s
+chunks.
 
     .venv/bin/python benchmarks/edge_footprint.py --quick   # about 40 s
     .venv/bin/python benchmarks/edge_footprint.py           # 2 minutes measured

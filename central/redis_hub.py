@@ -232,7 +232,8 @@ class RedisHub:
                     for channel, message, _ in batch:
                         pipe.publish(channel, message)
                     await pipe.execute()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, ValueError) as exc:
+                # ValueError: redis-py rejects a value it cannot encode.
                 self._counters.increment("redis.publish_failed", len(batch))
                 self._warnings.warning(
                     "publish",
@@ -254,6 +255,11 @@ class RedisHub:
             except (RedisError, OSError) as exc:
                 # A connection that worked restarts the backoff from the minimum.
                 attempt = 0 if self._up else attempt + 1
+                self._mark_down(exc)
+            except Exception as exc:
+                # A bug; without this the relay would stop for good, unnoticed.
+                logger.exception("relaying events from Redis failed unexpectedly")
+                attempt += 1
                 self._mark_down(exc)
             self._first_attempt.set()
             ceiling = min(RECONNECT_MAX_DELAY_S, RECONNECT_MIN_DELAY_S * 2**attempt)

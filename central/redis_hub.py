@@ -232,8 +232,7 @@ class RedisHub:
                     for channel, message, _ in batch:
                         pipe.publish(channel, message)
                     await pipe.execute()
-            except (RedisError, OSError, ValueError) as exc:
-                # ValueError: redis-py rejects a value it cannot encode.
+            except (RedisError, OSError) as exc:
                 self._counters.increment("redis.publish_failed", len(batch))
                 self._warnings.warning(
                     "publish",

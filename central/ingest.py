@@ -43,10 +43,11 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-# Messages per transaction. Every COMMIT waits for a WAL flush, so a backlog drains
-# faster in larger transactions: 256 rather than 64 raised the rate of
-# benchmarks/ingest_rate.py --quick from about 8,500 to 13,000 messages/s (2 cores).
-MAX_BATCH = 256
+# Messages per batch. Each batch's events reach every subscribed client's queue
+# (central.hub, 256 events) at once, so a batch must stay well below that size or a
+# burst alone would drop waveforms. Transactions still hold more than one batch
+# under load, because central.ingest_writer groups the batches of all devices.
+MAX_BATCH = 64
 RECEIVE_QUEUE_FRAMES = 256
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
@@ -276,9 +277,11 @@ class IngestSession:
         self.duplicates += batch.duplicates
         self.services.counters.increment("ingest.stored", len(batch.new))
         self.services.counters.increment("ingest.duplicates", batch.duplicates)
+        # Published before the ack is sent, because sending fails when the device has
+        # already disconnected, and what is committed must reach dashboards anyway.
+        publish_stored(self.services.hub, self.device_id, batch)
         async with self._send_lock:
             await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
-        publish_stored(self.services.hub, self.device_id, batch)
         return True
 
     async def _decode_or_reject(self, frame: str | bytes) -> DeviceMessage | None:

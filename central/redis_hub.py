@@ -137,6 +137,8 @@ class RedisHub:
     # EventHub interface.
 
     def subscribe(self, patient_id: str, queue: ClientQueue) -> None:
+        # NOTE: the Redis subscription follows within SUBSCRIBER_POLL_S, so events
+        # other instances publish in that window do not reach this new subscriber.
         if self._alarm is not None and not self.local.is_subscribed(queue):
             queue.offer(encode(self._alarm).decode(), droppable=False)
         self.local.subscribe(patient_id, queue)

@@ -50,9 +50,10 @@ from central.db.migrations import apply_migrations
 from central.db.pool import database_is_up, open_pool
 from central.escalation import run_escalations
 from central.events import events_endpoint
-from central.hub import EventHub, InProcessHub
+from central.hub import EventHub
 from central.ingest import ingest_endpoint
 from central.metrics import Counters
+from central.redis_hub import hub_for
 from central.services import Services, services_of
 from central.systemd import notify
 
@@ -62,19 +63,24 @@ POOL_CLOSE_TIMEOUT_S = 10.0
 
 
 async def health(request: Request) -> JSONResponse:
-    """Report database reachability and the counters; no authentication.
+    """Report database and Redis reachability and the counters; no authentication.
+
+    Only a database outage makes this a 503: without Redis an instance still serves
+    its own beds and dashboards, so a load balancer should keep sending it traffic.
     ---
-    summary: Database state and counters
+    summary: Database and Redis state and counters
     tags: [meta]
     responses:
-      "200": {description: The database is reachable}
+      "200": {description: The database is reachable (Redis may be down)}
       "503": {description: The database is down}
     """
     services = services_of(request)
     database_ok = await database_is_up(services.pool)
+    redis_status = services.hub.relay_status()
     body = {
-        "status": "ok" if database_ok else "degraded",
+        "status": "ok" if database_ok and redis_status != "down" else "degraded",
         "database": "ok" if database_ok else "down",
+        "redis": redis_status,
         "counters": services.counters.snapshot(),
     }
     return JSONResponse(body, status_code=200 if database_ok else 503)
@@ -130,15 +136,17 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         log_startup_warnings(settings)
         dsn, embedded = await _open_database(settings)
         try:
+            counters = Counters()
             services = Services(
                 settings=settings,
                 pool=await open_pool(dsn),
                 audit=AuditLog(settings.audit_enabled),
-                hub=hub if hub is not None else InProcessHub(),
-                counters=Counters(),
+                hub=hub if hub is not None else hub_for(settings, counters),
+                counters=counters,
             )
             escalations: asyncio.Task[None] | None = None
             try:
+                await services.hub.start()
                 async with services.pool.acquire() as connection:
                     await apply_migrations(connection)
                 app.state.services = services
@@ -151,6 +159,7 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
                 notify("STOPPING=1")
                 await _stop_task(escalations)
                 services.hub.close()
+                await services.hub.wait_closed()
                 await _close_pool(services)
         finally:
             if embedded is not None:

@@ -36,7 +36,7 @@ _FALSE = frozenset({"false", "0", "no"})
 _ROLE_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 # Every AURA_* variable central reads. Any other AURA_* name is taken as a typo.
-# AURA_TEST_DATABASE_URL belongs to the test suite and is accepted so that a shell
+# The AURA_TEST_* variables belong to the test suite and are accepted so that a shell
 # prepared for tests can still start the service.
 KNOWN_AURA_VARIABLES = frozenset(
     {
@@ -52,6 +52,8 @@ KNOWN_AURA_VARIABLES = frozenset(
         "AURA_REQUIRE_BROWSER",
         "AURA_ARTIFACTS_DIR",
         "AURA_CHROMIUM",
+        "AURA_TEST_REDIS_URL",
+        "AURA_REDIS_CHANNEL_PREFIX",
     }
 )
 
@@ -72,6 +74,7 @@ class Settings:
     database_url: str | None = None
     data_dir: Path = Path("./var/central")
     redis_url: str | None = None
+    redis_channel_prefix: str = "aura:"
     jwt_secret: str = ""
     jwt_secret_generated: bool = False
     encryption_key: bytes | None = None
@@ -96,9 +99,10 @@ class Settings:
 
     def __repr__(self) -> str:
         fields = {
-            "database_url": _mask_url(self.database_url),
+            "database_url": mask_url(self.database_url),
             "data_dir": str(self.data_dir),
-            "redis_url": _mask_url(self.redis_url),
+            "redis_url": mask_url(self.redis_url),
+            "redis_channel_prefix": self.redis_channel_prefix,
             "jwt_secret": "***",
             "encryption_key": None if self.encryption_key is None else "***",
             "ai_agents_enabled": self.ai_agents_enabled,
@@ -123,6 +127,9 @@ class Settings:
             database_url=_postgres_url(environ.get("DATABASE_URL")),
             data_dir=Path(_non_empty("AURA_DATA_DIR", environ, "./var/central")),
             redis_url=_redis_url(environ.get("REDIS_URL")),
+            redis_channel_prefix=_channel_prefix(
+                environ.get("AURA_REDIS_CHANNEL_PREFIX")
+            ),
             jwt_secret=jwt_secret,
             jwt_secret_generated=generated,
             # NOTE: the key is validated only; nothing is encrypted with it yet.
@@ -151,7 +158,8 @@ class Settings:
         )
 
 
-def _mask_url(url: str | None) -> str | None:
+def mask_url(url: str | None) -> str | None:
+    """Return ``url`` with its password, if any, replaced by ``***``."""
     if url is None:
         return None
     parts = urlsplit(url)
@@ -236,6 +244,17 @@ def _redis_url(value: str | None) -> str | None:
     return value.strip()
 
 
+def _channel_prefix(value: str | None) -> str:
+    if value is None:
+        return "aura:"
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
+        raise ConfigError(
+            "AURA_REDIS_CHANNEL_PREFIX",
+            f"expected 1 to 64 of A-Z a-z 0-9 . _ : -, got {value!r}",
+        )
+    return value
+
+
 def _jwt_secret(value: str | None) -> tuple[str, bool]:
     if value is None:
         return secrets.token_urlsafe(48), True
@@ -314,6 +333,11 @@ def log_startup_warnings(settings: Settings) -> None:
             "audit log is OFF (ENABLE_AUDIT_LOG=false); reads are not traced"
         )
     if settings.redis_url is not None:
-        logger.info("REDIS_URL is set but not used yet; event fan-out is in-process")
+        logger.info(
+            "events are relayed between instances through Redis at %s "
+            "(channel prefix %r)",
+            mask_url(settings.redis_url),
+            settings.redis_channel_prefix,
+        )
     else:
-        logger.info("event fan-out is in-process")
+        logger.info("event fan-out is in-process; set REDIS_URL to run several instances")

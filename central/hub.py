@@ -1,8 +1,9 @@
 """Fan-out of encoded events from ingest to the dashboard clients of each patient.
 
 ``EventHub`` is the interface ingest and the events socket use; ``InProcessHub``
-delivers within this process. A Redis-backed hub can replace it by publishing to a
-channel per patient and feeding the same local ``ClientQueue`` objects.
+delivers within this process. ``central.redis_hub.RedisHub`` wraps one to relay
+events between central instances through Redis and feeds the same local
+``ClientQueue`` objects.
 
 Publishing never awaits, so a slow dashboard cannot hold up ingest. Each client has
 a bounded queue: when it is full, waveform updates for that client are dropped, and
@@ -111,7 +112,15 @@ class EventHub(Protocol):
 
     def publish(self, patient_id: str, payload: str, *, droppable: bool) -> int: ...
 
+    def broadcast(self, payload: str, *, droppable: bool) -> int: ...
+
+    async def start(self) -> None: ...
+
     def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+    def relay_status(self) -> str: ...
 
 
 class InProcessHub:
@@ -147,6 +156,22 @@ class InProcessHub:
                 delivered += 1
         return delivered
 
+    def broadcast(self, payload: str, *, droppable: bool) -> int:
+        """Offer ``payload`` once to every subscribed queue; return how many queued it."""
+        queues = {queue for group in self._by_patient.values() for queue in group}
+        return sum(queue.offer(payload, droppable=droppable) for queue in queues)
+
+    def is_subscribed(self, queue: ClientQueue) -> bool:
+        """Return True if ``queue`` has at least one subscription."""
+        return any(queue in group for group in self._by_patient.values())
+
+    def patients(self) -> list[str]:
+        """Return every patient with at least one subscriber."""
+        return list(self._by_patient)
+
+    async def start(self) -> None:
+        """Nothing to open for in-process delivery."""
+
     def close(self) -> None:
         """Close every queue so the sockets they feed end."""
         queues = {queue for group in self._by_patient.values() for queue in group}
@@ -161,3 +186,9 @@ def user_channel(user_id: int) -> str:
     Patient ids cannot contain "/", so this key never names a patient.
     """
     return f"user/{user_id}"
+    async def wait_closed(self) -> None:
+        """Nothing to wait for in-process."""
+
+    def relay_status(self) -> str:
+        """Return "off": events stay within this process."""
+        return "off"

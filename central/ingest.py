@@ -1,9 +1,10 @@
 """The device WebSocket (/ingest): authenticate, store idempotently, ack after commit.
 
 A device authenticates with HTTP Basic on the upgrade request. Each text frame is one
-protocol device message. Frames that arrive together are stored in one transaction
-of at most ``MAX_BATCH`` messages, and only after COMMIT does the device get an
-``Ack`` listing every seq of the batch, duplicates included. A malformed frame gets a
+protocol device message. Frames that arrive together form a batch of at most
+``MAX_BATCH`` messages. A batch is stored in one transaction, which other devices'
+batches may share (see ``central.ingest_writer``). Only after COMMIT does the device
+get an ``Ack`` listing every seq of the batch, duplicates included. A malformed frame gets a
 ``Rejected`` reply and the connection stays open. If storing fails, nothing of the
 batch is acknowledged and the socket is closed with 1011 so the device retries.
 """
@@ -25,7 +26,6 @@ from central.devices import DeviceAuthError, authenticate_device
 from central.fanout import publish_stored
 from central.metrics import RateLimitedLog
 from central.services import Services, services_of
-from central.storage import store_batch
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Ack,
@@ -43,6 +43,10 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
+# Messages per batch. Each batch's events reach every subscribed client's queue
+# (central.hub, 256 events) at once, so a batch must stay well below that size or a
+# burst alone would drop waveforms. Transactions still hold more than one batch
+# under load, because central.ingest_writer groups the batches of all devices.
 MAX_BATCH = 64
 RECEIVE_QUEUE_FRAMES = 256
 CLOSE_POLICY_VIOLATION = 1008
@@ -285,7 +289,7 @@ class IngestSession:
         if not messages:
             return True
         try:
-            batch = await store_batch(self.services.pool, self.device_id, messages)
+            batch = await self.services.ingest_writer.store(self.device_id, messages)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._storage_failed(exc, len(messages))
             return False
@@ -293,12 +297,14 @@ class IngestSession:
         self.duplicates += batch.duplicates
         self.services.counters.increment("ingest.stored", len(batch.new))
         self.services.counters.increment("ingest.duplicates", batch.duplicates)
+        # Published before the ack is sent, because sending fails when the device has
+        # already disconnected, and what is committed must reach dashboards anyway.
+        publish_stored(self.services.hub, self.device_id, batch)
         async with self._send_lock:
             # After disconnect() no ack goes out; the device resends the batch later
             # and central acknowledges it then as duplicates.
             if not self._closed:
                 await self.websocket.send_text(encode(Ack(seqs=batch.seqs)).decode())
-        publish_stored(self.services.hub, self.device_id, batch)
         return not self._closed
 
     async def _decode_or_reject(self, frame: str | bytes) -> DeviceMessage | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 from starlette.requests import HTTPConnection
@@ -11,6 +12,9 @@ from central.audit import AuditLog
 from central.config import Settings
 from central.device_links import DeviceLinks
 from central.hub import EventHub
+
+if TYPE_CHECKING:
+    from central.ingest_writer import IngestWriter
 from central.metrics import Counters
 
 
@@ -27,6 +31,13 @@ class Services:
     hub: EventHub
     counters: Counters
     device_links: DeviceLinks = field(default_factory=DeviceLinks)
+    ingest_writer: IngestWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Imported here because storage imports central.auth, which imports this module.
+        from central.ingest_writer import IngestWriter
+
+        self.ingest_writer = IngestWriter(self.pool, self.counters)
 
 
 def services_of(connection: HTTPConnection) -> Services:

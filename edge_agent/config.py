@@ -80,10 +80,15 @@ class BleSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The sensor_battery_low alarm is raised at or below this charge. 15 % is an
     # estimate of what leaves staff time to charge or swap a sensor.
     battery_low_percent: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
+WebSocketUrl = Annotated[str, msgspec.Meta(pattern=r"^wss?://")]
 
 
 class CentralSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    url: Annotated[str, msgspec.Meta(pattern=r"^wss?://")]
+    url: WebSocketUrl
+    # Other central instances (or load balancers) to try, in order, when the current
+    # one cannot be reached or drops the connection. Central stores by (device,
+    # sequence), so moving to another instance loses and duplicates nothing.
+    fallback_urls: Annotated[list[WebSocketUrl], msgspec.Meta(max_length=16)] = []
     connect_timeout_s: PositiveSeconds = 10.0
     reconnect_min_delay_s: PositiveSeconds = 0.5
     reconnect_max_delay_s: PositiveSeconds = 30.0
@@ -145,6 +150,11 @@ class AlarmSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Keys: heart_rate, spo2, respiration_rate, systolic_bp, temperature. A vital sign
     # not listed keeps the adult defaults of edge_agent.alarms.limits.
     limits: dict[str, LimitSettings] = {}
+
+
+def central_urls(settings: CentralSettings) -> list[str]:
+    """Return the primary central URL followed by the fallbacks, without repeats."""
+    return list(dict.fromkeys([settings.url, *settings.fallback_urls]))
 
 
 class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -2,7 +2,9 @@
 
 Sending is pipelined: up to ``max_in_flight`` messages wait for their ``ack`` at once.
 After a reconnect everything not yet acknowledged is sent again; central stores by
-(device, sequence), so a resend is harmless.
+(device, sequence), so a resend is harmless. When a connection fails or breaks, the
+next attempt goes to the next of the configured central URLs, so a crashed central
+instance is replaced by another one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from protocol.messages import (
     decode_central_message,
 )
 from edge_agent.buffer import MessageBuffer
-from edge_agent.config import CentralSettings
+from edge_agent.config import CentralSettings, central_urls
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class Uplink:
         on_alarm_acknowledge: AcknowledgeHandler | None = None,
     ) -> None:
         self._settings = settings
+        self._urls = central_urls(settings)
+        self._url_index = 0
         self._on_alarm_acknowledge = on_alarm_acknowledge
         self._buffer = buffer
         self._device_id = device_id
@@ -140,13 +144,19 @@ class Uplink:
                 self._waiting_since = None
             if loop.time() - started > STABLE_CONNECTION_S:
                 self._backoff.reset()
+            self._url_index = (self._url_index + 1) % len(self._urls)
             delay = self._backoff.next_delay()
             logger.info("reconnecting to central in %.1f s", delay)
             await asyncio.sleep(delay)
 
+    @property
+    def url(self) -> str:
+        """The central URL of the current or next connection attempt."""
+        return self._urls[self._url_index]
+
     async def _run_connection(self) -> None:
         async with connect(
-            self._settings.url,
+            self.url,
             additional_headers={"Authorization": self._authorization},
             open_timeout=self._settings.connect_timeout_s,
             ping_interval=self._settings.ping_interval_s,
@@ -156,8 +166,7 @@ class Uplink:
         ) as websocket:
             self.connections += 1
             self.connected.set()
-            logger.info("connected to central at %s as %s",
-                        self._settings.url, self._device_id)
+            logger.info("connected to central at %s as %s", self.url, self._device_id)
             await _first_to_finish(
                 self._send_loop(websocket), self._receive_loop(websocket),
                 self._watch_acknowledgements(),

@@ -234,6 +234,20 @@ class ChatMessageEvent(_Message, tag="chat.message", kw_only=True):
     thread_id: str
     id: int
     envelope: ChatEnvelope
+class SystemAlarm(_Message, tag="system.alarm", kw_only=True):
+    """A technical alarm about central itself, for every dashboard watching a patient.
+
+    ``instance`` names the central process that raised it; ``kind`` is for example
+    ``event_relay_down`` while events from other instances cannot be relayed.
+    """
+
+    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    alarm_id: Identifier
+    kind: Identifier
+    priority: Priority
+    state: AlarmState
+    started_at: UtcTime
+    evidence: str
 
 
 DeviceMessage = Union[DeviceHello, VitalsNumerics, EcgWaveform, Emergency, DataGap]
@@ -246,6 +260,7 @@ ServerEvent = Union[
     PatientEmergency,
     AlarmEscalated,
     ChatMessageEvent,
+    SystemAlarm,
 ]
 
 _encoder = msgspec.json.Encoder()

@@ -159,3 +159,14 @@ def test_invalid_escalation_setting(
         Settings.from_environ(environ)
     assert caught.value.variable == variable
     assert hint in str(caught.value)
+def test_redis_channel_prefix_parsed() -> None:
+    settings = Settings.from_environ({"AURA_REDIS_CHANNEL_PREFIX": "ward-b:"})
+    assert settings.redis_channel_prefix == "ward-b:"
+    assert Settings.from_environ({}).redis_channel_prefix == "aura:"
+
+
+@pytest.mark.parametrize("prefix", ["", "has space", "x" * 65, "tab\t"])
+def test_invalid_redis_channel_prefix_named(prefix: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"AURA_REDIS_CHANNEL_PREFIX": prefix})
+    assert caught.value.variable == "AURA_REDIS_CHANNEL_PREFIX"

@@ -6,6 +6,8 @@ import asyncio
 import json
 import socket
 
+import httpx
+
 from central_testkit import (
     Demo,
     LiveServer,
@@ -140,3 +142,21 @@ async def test_stalled_client_does_not_block_ingest(
         stalled.transport.abort()
     assert services.counters.get("ingest.stored") == sent
     assert services.counters.get("events.waveform_dropped") > 0
+
+
+async def test_health_reports_relay_off(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["redis"] == "off"
+
+
+async def test_broadcast_reaches_each_queue_once() -> None:
+    hub = InProcessHub()
+    first, _ = _queue()
+    second, _ = _queue()
+    hub.subscribe("P-1", first)
+    hub.subscribe("P-2", first)
+    hub.subscribe("P-2", second)
+    assert hub.broadcast("alarm", droppable=False) == 2
+    assert await _drain(first) == ["alarm"]
+    assert await _drain(second) == ["alarm"]

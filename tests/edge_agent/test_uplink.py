@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -132,3 +133,33 @@ async def test_silent_central_replaced(tmp_path: Path) -> None:
         await asyncio.gather(task, return_exceptions=True)
         assert await buffer.pending_count() == 1
         await buffer.close()
+
+
+async def test_unreachable_central_fails_over(tmp_path: Path) -> None:
+    ingest = FakeIngest(drop_after=5)
+    with socket.socket() as unused:
+        # Bound but never listening, so connecting to it is refused at once.
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+        async with serve(ingest.handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            settings = CentralSettings(
+                url=f"ws://127.0.0.1:{dead_port}/ingest",
+                fallback_urls=[f"ws://127.0.0.1:{port}/ingest"],
+                reconnect_min_delay_s=0.01, reconnect_max_delay_s=0.05,
+            )
+            buffer = MessageBuffer(tmp_path / "buffer.sqlite3")
+            await buffer.open()
+            for _ in range(20):
+                await buffer.append(hello, Priority.NUMERICS)
+            uplink = Uplink(settings, buffer, "dev-1", "pw")
+            task = asyncio.create_task(uplink.run())
+            async with asyncio.timeout(10):
+                while await buffer.pending_count():
+                    await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert set(ingest.received) == set(range(20))
+    # The drop after five messages sent the uplink round the list and back again.
+    assert uplink.connections == 2
+    await buffer.close()

@@ -179,6 +179,13 @@ class InProcessHub:
             queue.close("server shutting down")
         self._by_patient.clear()
 
+    async def wait_closed(self) -> None:
+        """Nothing to wait for in-process."""
+
+    def relay_status(self) -> str:
+        """Return "off": events stay within this process."""
+        return "off"
+
 
 def user_channel(user_id: int) -> str:
     """Return the hub key of events addressed to one user rather than one patient.
@@ -186,9 +193,3 @@ def user_channel(user_id: int) -> str:
     Patient ids cannot contain "/", so this key never names a patient.
     """
     return f"user/{user_id}"
-    async def wait_closed(self) -> None:
-        """Nothing to wait for in-process."""
-
-    def relay_status(self) -> str:
-        """Return "off": events stay within this process."""
-        return "off"

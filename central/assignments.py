@@ -91,7 +91,23 @@ def _window(request: CreateRequest, now: datetime) -> tuple[datetime, datetime]:
 
 
 async def create_assignment(request: Request) -> JSONResponse:
-    """Assign a clinician to a patient, a bed or a ward for a period."""
+    """Assign a clinician to a patient, a bed or a ward for a period.
+    ---
+    summary: Assign a clinician to a patient, bed or ward
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/NewAssignment"}
+    responses:
+      "201": {description: The new assignment}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.create")
@@ -171,7 +187,24 @@ async def _require_target(
 
 
 async def end_assignment(request: Request) -> JSONResponse:
-    """End an assignment now, or cancel one that has not started yet."""
+    """End an assignment now, or cancel one that has not started yet.
+    ---
+    summary: End a current assignment or cancel a future one
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: assignment_id
+        in: path
+        required: true
+        schema: {type: integer, minimum: 1}
+        example: 1
+    responses:
+      "200": {description: The ended assignment}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.end")
@@ -209,7 +242,22 @@ async def end_assignment(request: Request) -> JSONResponse:
 
 
 async def list_assignments(request: Request) -> JSONResponse:
-    """List current and future assignments, optionally of one user."""
+    """List current and future assignments, optionally of one user.
+    ---
+    summary: List current and future assignments
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: user_id
+        in: query
+        schema: {type: integer, minimum: 1}
+        description: Only this user's assignments
+    responses:
+      "200": {description: Assignments ordered by start}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.list")

@@ -58,7 +58,22 @@ def _check_point(name: str, encoded: str) -> bytes:
 
 
 async def publish_keys(request: Request) -> JSONResponse:
-    """Make a key pair the caller's current chat keys; supersede the previous pair."""
+    """Make a key pair the caller's current chat keys; supersede the previous pair.
+    ---
+    summary: Publish the caller's chat key pair
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/PublicKeys"}
+    responses:
+      "200": {description: The key id}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     keys = await read_json_body(request, PublicKeys, "public keys")
@@ -114,7 +129,21 @@ def key_json(row: asyncpg.Record) -> dict[str, object]:
 
 
 async def get_key(request: Request) -> JSONResponse:
-    """Return one published key pair by id; public keys are not secret."""
+    """Return one published key pair by id; public keys are not secret.
+    ---
+    summary: One published chat key pair
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: key_id
+        in: path
+        required: true
+        schema: {type: string}
+    responses:
+      "200": {description: The public keys}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     await require_user(request)
     services = services_of(request)
     new_key_id = request.path_params["key_id"]

@@ -41,6 +41,8 @@ DEFAULT_DURATION = timedelta(hours=12)
 MAX_DURATION = timedelta(days=30)
 IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
 MAX_LISTED = 1000
+# User ids are PostgreSQL bigint, and parse_int bounds them the same way.
+MAX_DATABASE_ID = 2**62
 EXAMPLE = (
     '{"username": "nurse.ana", "bed_id": "bed-1", "ends_at": "2030-01-01T19:00:00Z"}'
 )
@@ -50,7 +52,7 @@ Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER)]
 
 class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: str | None = None
-    user_id: int | None = None
+    user_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_DATABASE_ID)] | None = None
     patient_id: Identifier | None = None
     bed_id: Identifier | None = None
     ward_id: Identifier | None = None
@@ -72,7 +74,12 @@ def _window(request: CreateRequest, now: datetime) -> tuple[datetime, datetime]:
         if value is not None and value.tzinfo is None:
             raise ApiError(400, f"{name}: time has no UTC offset; add Z or +00:00")
     starts_at = request.starts_at or now
-    ends_at = request.ends_at or starts_at + DEFAULT_DURATION
+    try:
+        ends_at = request.ends_at or starts_at + DEFAULT_DURATION
+    except OverflowError:
+        raise ApiError(
+            400, f"starts_at ({starts_at.isoformat()}) is too far in the future"
+        ) from None
     if ends_at <= starts_at:
         raise ApiError(
             400,

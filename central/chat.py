@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_THREAD_ID = re.compile(r"^T-[0-9a-f]{32}$")
 
 
 class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +57,8 @@ class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class NewMember(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    user_id: Annotated[int, msgspec.Meta(ge=1)]
+    # User ids are PostgreSQL bigint.
+    user_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
 def _audit(
@@ -152,6 +154,9 @@ async def _check_alarm(pool: asyncpg.Pool, patient_id: str, alarm_id: str) -> No
 
 
 async def _load_thread(pool: asyncpg.Pool, thread_id: str) -> asyncpg.Record:
+    # A malformed id cannot exist, and U+0000 in it would fail the query.
+    if _THREAD_ID.match(thread_id) is None:
+        raise ApiError(404, f"no chat thread {thread_id[:64]!r}")
     row = await pool.fetchrow("SELECT * FROM chat_threads WHERE id = $1", thread_id)
     if row is None:
         raise ApiError(404, f"no chat thread {thread_id[:64]!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,7 @@ from protocol.chat import P256_POINT_BYTES, PublicKeys, key_id
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def read_json_body(request: Request, kind: type[Any], description: str) -> Any:
@@ -147,9 +149,12 @@ async def get_key(request: Request) -> JSONResponse:
     await require_user(request)
     services = services_of(request)
     new_key_id = request.path_params["key_id"]
-    row = await services.pool.fetchrow(
-        "SELECT * FROM chat_keys WHERE key_id = $1", new_key_id
-    )
+    # A malformed id cannot exist, and U+0000 in it would fail the query.
+    row = None
+    if KEY_ID_PATTERN.match(new_key_id):
+        row = await services.pool.fetchrow(
+            "SELECT * FROM chat_keys WHERE key_id = $1", new_key_id
+        )
     if row is None:
         raise ApiError(404, f"no chat key with id {new_key_id[:64]!r}")
     return JSONResponse(key_json(row))

@@ -179,7 +179,24 @@ async def _require_free_bed(connection: asyncpg.Connection, bed_id: str) -> None
 
 
 async def admit(request: Request) -> JSONResponse:
-    """Admit a new or discharged patient to a free bed."""
+    """Admit a new or discharged patient to a free bed.
+    ---
+    summary: Admit a new or discharged patient to a free bed
+    tags: [admissions]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Admission"}
+    responses:
+      "201": {description: The admitted patient}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     action = "patient.admit"
@@ -273,7 +290,26 @@ async def _insert_patient(
 
 
 async def transfer(request: Request) -> JSONResponse:
-    """Move an admitted patient to another free bed."""
+    """Move an admitted patient to another free bed.
+    ---
+    summary: Move an admitted patient to another free bed
+    tags: [admissions]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Transfer"}
+    responses:
+      "200": {description: The patient in the new bed}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -316,7 +352,20 @@ async def transfer(request: Request) -> JSONResponse:
 
 
 async def discharge(request: Request) -> JSONResponse:
-    """Discharge an admitted patient and free their bed, keeping their record."""
+    """Discharge an admitted patient and free their bed, keeping their record.
+    ---
+    summary: Discharge an admitted patient and free the bed
+    tags: [admissions]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    responses:
+      "200": {description: The discharged patient}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

@@ -87,7 +87,11 @@ def parse_time(name: str, value: str | None, default: datetime) -> datetime:
         raise ApiError(
             400, f"{name}: time {value!r} has no UTC offset; add Z or +00:00"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # For example 0001-01-01T00:00:00+05:00, which is before year 1 in UTC.
+        raise ApiError(400, f"{name}: time {value!r} is out of range") from None
 
 
 def parse_int(

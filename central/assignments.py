@@ -41,6 +41,8 @@ DEFAULT_DURATION = timedelta(hours=12)
 MAX_DURATION = timedelta(days=30)
 IDENTIFIER = r"^[A-Za-z0-9._:-]{1,64}$"
 MAX_LISTED = 1000
+# User ids are PostgreSQL bigint, and parse_int bounds them the same way.
+MAX_DATABASE_ID = 2**62
 EXAMPLE = (
     '{"username": "nurse.ana", "bed_id": "bed-1", "ends_at": "2030-01-01T19:00:00Z"}'
 )
@@ -50,7 +52,7 @@ Identifier = Annotated[str, msgspec.Meta(pattern=IDENTIFIER)]
 
 class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: str | None = None
-    user_id: int | None = None
+    user_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_DATABASE_ID)] | None = None
     patient_id: Identifier | None = None
     bed_id: Identifier | None = None
     ward_id: Identifier | None = None
@@ -72,7 +74,12 @@ def _window(request: CreateRequest, now: datetime) -> tuple[datetime, datetime]:
         if value is not None and value.tzinfo is None:
             raise ApiError(400, f"{name}: time has no UTC offset; add Z or +00:00")
     starts_at = request.starts_at or now
-    ends_at = request.ends_at or starts_at + DEFAULT_DURATION
+    try:
+        ends_at = request.ends_at or starts_at + DEFAULT_DURATION
+    except OverflowError:
+        raise ApiError(
+            400, f"starts_at ({starts_at.isoformat()}) is too far in the future"
+        ) from None
     if ends_at <= starts_at:
         raise ApiError(
             400,
@@ -91,7 +98,23 @@ def _window(request: CreateRequest, now: datetime) -> tuple[datetime, datetime]:
 
 
 async def create_assignment(request: Request) -> JSONResponse:
-    """Assign a clinician to a patient, a bed or a ward for a period."""
+    """Assign a clinician to a patient, a bed or a ward for a period.
+    ---
+    summary: Assign a clinician to a patient, bed or ward
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/NewAssignment"}
+    responses:
+      "201": {description: The new assignment}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.create")
@@ -171,7 +194,24 @@ async def _require_target(
 
 
 async def end_assignment(request: Request) -> JSONResponse:
-    """End an assignment now, or cancel one that has not started yet."""
+    """End an assignment now, or cancel one that has not started yet.
+    ---
+    summary: End a current assignment or cancel a future one
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: assignment_id
+        in: path
+        required: true
+        schema: {type: integer, minimum: 1}
+        example: 1
+    responses:
+      "200": {description: The ended assignment}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.end")
@@ -209,7 +249,22 @@ async def end_assignment(request: Request) -> JSONResponse:
 
 
 async def list_assignments(request: Request) -> JSONResponse:
-    """List current and future assignments, optionally of one user."""
+    """List current and future assignments, optionally of one user.
+    ---
+    summary: List current and future assignments
+    tags: [assignments]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: user_id
+        in: query
+        schema: {type: integer, minimum: 1}
+        description: Only this user's assignments
+    responses:
+      "200": {description: Assignments ordered by start}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, MANAGER_ROLES, "assignment.list")

@@ -55,7 +55,25 @@ def _grant(row: asyncpg.Record) -> dict[str, object]:
 
 
 async def open_grant(request: Request) -> JSONResponse:
-    """Grant the caller time-limited access to one patient for a stated reason."""
+    """Grant the caller time-limited access to one patient for a stated reason.
+    ---
+    summary: Open time-limited access to a patient for a stated reason
+    tags: [break-the-glass]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/BreakTheGlass"}
+    responses:
+      "201": {description: The grant with its expiry}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -110,7 +128,24 @@ async def open_grant(request: Request) -> JSONResponse:
 
 
 async def list_grants(request: Request) -> JSONResponse:
-    """List break-the-glass grants, newest first, with how often each was used."""
+    """List break-the-glass grants, newest first, with how often each was used.
+    ---
+    summary: List break-the-glass grants, newest first
+    tags: [break-the-glass]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: unreviewed
+        in: query
+        schema: {type: boolean, default: false}
+      - name: limit
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 500, default: 100}
+    responses:
+      "200": {description: Grants with how often each was used}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, {ROLE_ADMIN}, "break_the_glass.list")
@@ -154,7 +189,30 @@ async def _grants(
 
 
 async def review_grant(request: Request) -> JSONResponse:
-    """Mark a grant as reviewed by the calling administrator, with an optional note."""
+    """Mark a grant as reviewed by the calling administrator, with an optional note.
+    ---
+    summary: Mark a grant as reviewed
+    tags: [break-the-glass]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: grant_id
+        in: path
+        required: true
+        schema: {type: integer, minimum: 1}
+        example: 1
+    requestBody:
+      required: false
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/GrantReview"}
+    responses:
+      "200": {description: The reviewed grant}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     await require_role(services, principal, {ROLE_ADMIN}, "break_the_glass.review")

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_THREAD_ID = re.compile(r"^T-[0-9a-f]{32}$")
 
 
 class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +57,8 @@ class NewThread(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class NewMember(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    user_id: Annotated[int, msgspec.Meta(ge=1)]
+    # User ids are PostgreSQL bigint.
+    user_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
 def _audit(
@@ -77,11 +79,34 @@ def _audit(
 
 
 async def create_thread(request: Request) -> JSONResponse:
-    """Open a thread about a patient (and optionally an alarm); the caller joins it."""
+    """Open a thread about a patient (and optionally an alarm); the caller joins it.
+    ---
+    summary: Open a chat thread about a patient
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/NewThread"}
+    responses:
+      "201": {description: The new thread}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     new = await read_json_body(request, NewThread, "thread")
+    if "\x00" in new.title:
+        raise ApiError(400, "title: must not contain U+0000")
     await authorize_read(services, principal, new.patient_id, "chat.thread.create")
+    # Callers who may read every patient pass authorize_read for any id.
+    if not await services.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)", new.patient_id
+    ):
+        raise ApiError(404, f"patient {new.patient_id} not found")
     if new.alarm_id is not None:
         await _check_alarm(services.pool, new.patient_id, new.alarm_id)
     thread_id = f"T-{uuid.uuid4().hex}"
@@ -129,6 +154,9 @@ async def _check_alarm(pool: asyncpg.Pool, patient_id: str, alarm_id: str) -> No
 
 
 async def _load_thread(pool: asyncpg.Pool, thread_id: str) -> asyncpg.Record:
+    # A malformed id cannot exist, and U+0000 in it would fail the query.
+    if _THREAD_ID.match(thread_id) is None:
+        raise ApiError(404, f"no chat thread {thread_id[:64]!r}")
     row = await pool.fetchrow("SELECT * FROM chat_threads WHERE id = $1", thread_id)
     if row is None:
         raise ApiError(404, f"no chat thread {thread_id[:64]!r}")
@@ -184,7 +212,24 @@ async def _require_member(
 
 
 async def list_threads(request: Request) -> JSONResponse:
-    """List the threads about a patient the caller may read, newest first."""
+    """List the threads about a patient the caller may read, newest first.
+    ---
+    summary: List the chat threads about a patient
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: patient_id
+        in: query
+        required: true
+        schema: {type: string, pattern: "^[A-Za-z0-9._:-]{1,64}$"}
+        example: P-0001
+    responses:
+      "200": {description: Threads newest first}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = request.query_params.get("patient_id")
@@ -208,7 +253,19 @@ async def list_threads(request: Request) -> JSONResponse:
 
 
 async def get_thread(request: Request) -> JSONResponse:
-    """Return a thread with the current keys of the members who may read its patient."""
+    """Return a thread with the current keys of the members who may read its patient.
+    ---
+    summary: One chat thread with its members and their keys
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/ThreadId"}
+    responses:
+      "200": {description: The thread}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     thread = await _readable_thread(
@@ -263,7 +320,26 @@ async def _members(
 
 
 async def add_member(request: Request) -> JSONResponse:
-    """Add a clinician who may read the patient; a caller may always add themselves."""
+    """Add a clinician who may read the patient; a caller may always add themselves.
+    ---
+    summary: Add a clinician to a chat thread
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/ThreadId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/NewMember"}
+    responses:
+      "200": {description: The thread members}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     thread = await _readable_thread(
@@ -319,7 +395,26 @@ async def add_member(request: Request) -> JSONResponse:
 
 
 async def post_message(request: Request) -> JSONResponse:
-    """Store a sealed envelope from a member and relay it to the patient's clients."""
+    """Store a sealed envelope from a member and relay it to the patient's clients.
+    ---
+    summary: Post a sealed message to a chat thread
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/ThreadId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/ChatEnvelope"}
+    responses:
+      "201": {description: The stored message id}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     thread = await _readable_thread(
@@ -434,7 +529,27 @@ async def _store(
 
 
 async def list_messages(request: Request) -> JSONResponse:
-    """Return a member's page of envelopes after ``after_id``, oldest first."""
+    """Return a member's page of envelopes after ``after_id``, oldest first.
+    ---
+    summary: Sealed messages of a chat thread, oldest first
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/ThreadId"}
+      - name: after_id
+        in: query
+        schema: {type: integer, minimum: 0, default: 0}
+        description: Return messages after this row id
+      - name: limit
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 1000, default: 200}
+    responses:
+      "200": {description: Envelopes with their row ids}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     thread = await _readable_thread(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,7 @@ from protocol.chat import P256_POINT_BYTES, PublicKeys, key_id
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def read_json_body(request: Request, kind: type[Any], description: str) -> Any:
@@ -58,7 +60,22 @@ def _check_point(name: str, encoded: str) -> bytes:
 
 
 async def publish_keys(request: Request) -> JSONResponse:
-    """Make a key pair the caller's current chat keys; supersede the previous pair."""
+    """Make a key pair the caller's current chat keys; supersede the previous pair.
+    ---
+    summary: Publish the caller's chat key pair
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/PublicKeys"}
+    responses:
+      "200": {description: The key id}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "409": {$ref: "#/components/responses/Conflict"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     keys = await read_json_body(request, PublicKeys, "public keys")
@@ -114,13 +131,30 @@ def key_json(row: asyncpg.Record) -> dict[str, object]:
 
 
 async def get_key(request: Request) -> JSONResponse:
-    """Return one published key pair by id; public keys are not secret."""
+    """Return one published key pair by id; public keys are not secret.
+    ---
+    summary: One published chat key pair
+    tags: [chat]
+    security: [{bearerAuth: []}]
+    parameters:
+      - name: key_id
+        in: path
+        required: true
+        schema: {type: string}
+    responses:
+      "200": {description: The public keys}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     await require_user(request)
     services = services_of(request)
     new_key_id = request.path_params["key_id"]
-    row = await services.pool.fetchrow(
-        "SELECT * FROM chat_keys WHERE key_id = $1", new_key_id
-    )
+    # A malformed id cannot exist, and U+0000 in it would fail the query.
+    row = None
+    if KEY_ID_PATTERN.match(new_key_id):
+        row = await services.pool.fetchrow(
+            "SELECT * FROM chat_keys WHERE key_id = $1", new_key_id
+        )
     if row is None:
         raise ApiError(404, f"no chat key with id {new_key_id[:64]!r}")
     return JSONResponse(key_json(row))

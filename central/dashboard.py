@@ -71,7 +71,26 @@ class AudioPause(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 async def pause_alarm_audio(request: Request) -> JSONResponse:
-    """Audit an audio pause of one alarm and return until when it lasts."""
+    """Audit an audio pause of one alarm and return until when it lasts.
+    ---
+    summary: Audit an audio pause of one alarm
+    tags: [care]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/AlarmId"}
+    requestBody:
+      required: false
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/AudioPause"}
+    responses:
+      "200": {description: Until when the pause lasts}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -114,6 +133,13 @@ async def pause_alarm_audio(request: Request) -> JSONResponse:
 
 
 async def to_dashboard(request: Request) -> RedirectResponse:
+    """Redirect to the ward dashboard.
+    ---
+    summary: Redirect to the ward dashboard's static page
+    tags: [meta]
+    responses:
+      "307": {description: Redirect to /ward/}
+    """
     return RedirectResponse("/ward/", status_code=307)
 
 

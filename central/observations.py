@@ -80,7 +80,25 @@ class ManualValue:
 
 
 async def record_observation(request: Request) -> JSONResponse:
-    """Store one manual observation set for the patient; return it with 201."""
+    """Store one manual observation set for the patient; return it with 201.
+    ---
+    summary: Record a manual observation
+    tags: [care]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Observation"}
+    responses:
+      "201": {description: The stored values and the new NEWS2 score}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

@@ -61,7 +61,33 @@ def _vital(row: asyncpg.Record) -> dict[str, object]:
 
 
 async def get_vitals(request: Request) -> JSONResponse:
-    """Return numerics in [since, until), oldest first, optionally for one code."""
+    """Return numerics in [since, until), oldest first, optionally for one code.
+    ---
+    summary: Numerics of a patient in [since, until), raw or averaged
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/Since"}
+      - {$ref: "#/components/parameters/Until"}
+      - name: code
+        in: query
+        schema: {type: string}
+        description: One vital-sign code, e.g. MDC_PULS_OXIM_SAT_O2
+      - name: limit
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 10000, default: 1000}
+      - name: resolution
+        in: query
+        schema: {type: string, default: raw}
+        description: raw, auto, or a bucket length of 1 to 86400 seconds
+    responses:
+      "200": {description: Measurements or averaged buckets}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -211,7 +237,37 @@ async def _averaged_vitals(
 
 
 async def get_history(request: Request) -> JSONResponse:
-    """Return one page of the patient's timeline (see ``central.history``)."""
+    """Return one page of the patient's timeline (see ``central.history``).
+    ---
+    summary: One page of a patient's timeline
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/Since"}
+      - {$ref: "#/components/parameters/Until"}
+      - name: kinds
+        in: query
+        schema: {type: string}
+        description: Comma-separated list of vitals, observation, alarm, device, gap
+      - name: interval_s
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 86400, default: 60}
+        description: Vitals averaging interval in seconds
+      - name: limit
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 1000, default: 200}
+      - name: cursor
+        in: query
+        schema: {type: string}
+        description: next_cursor of the previous page
+    responses:
+      "200": {description: "Entries oldest first, with the next page link"}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

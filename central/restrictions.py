@@ -58,7 +58,19 @@ async def _rules(executor: Executor, patient_id: str) -> dict[str, list[str]]:
 
 
 async def get_restrictions(request: Request) -> JSONResponse:
-    """Return the patient's allow and deny lists."""
+    """Return the patient's allow and deny lists.
+    ---
+    summary: Read a patient's allow and deny lists
+    tags: [restrictions]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    responses:
+      "200": {description: The allow and deny lists of usernames}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)
@@ -77,7 +89,25 @@ async def get_restrictions(request: Request) -> JSONResponse:
 
 
 async def put_restrictions(request: Request) -> JSONResponse:
-    """Replace the patient's allow and deny lists."""
+    """Replace the patient's allow and deny lists.
+    ---
+    summary: Replace a patient's allow and deny lists
+    tags: [restrictions]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/Restrictions"}
+    responses:
+      "200": {description: The stored lists}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

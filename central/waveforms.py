@@ -77,7 +77,29 @@ def _parse_query(request: Request) -> WaveformQuery:
 
 
 async def get_waveform(request: Request) -> JSONResponse:
-    """Return the ECG of [from, to) per lead, raw or as min/max buckets."""
+    """Return the ECG of [from, to) per lead, raw or as min/max buckets.
+    ---
+    summary: ECG of [from, to) per lead, raw or as min/max buckets
+    tags: [patients]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {$ref: "#/components/parameters/PatientId"}
+      - {$ref: "#/components/parameters/From"}
+      - {$ref: "#/components/parameters/To"}
+      - name: lead
+        in: query
+        schema: {type: string}
+        description: One ECG lead, e.g. II
+      - name: max_points
+        in: query
+        schema: {type: integer, minimum: 100, maximum: 50000, default: 5000}
+    responses:
+      "200": {description: Samples per lead}
+      "400": {$ref: "#/components/responses/BadRequest"}
+      "401": {$ref: "#/components/responses/Unauthorized"}
+      "403": {$ref: "#/components/responses/Forbidden"}
+      "404": {$ref: "#/components/responses/NotFound"}
+    """
     principal = await require_user(request)
     services = services_of(request)
     patient_id = patient_id_of(request)

@@ -253,3 +253,31 @@ async def test_thread_tied_to_unknown_alarm_rejected(
     )
     assert response.status_code == 404
     assert "no-such-alarm" in response.json()["error"]
+
+
+async def test_thread_for_unknown_patient_not_found(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    # An administrator passes the read check for any patient id, so the id itself
+    # must be checked before the thread is stored.
+    admin_id = await upsert_user(services.pool, "admin.ida", "Ida", PASSWORD, ["admin"])
+    token = issue_token(services.settings.jwt_secret, admin_id, 900)
+    response = await client.post(
+        "/chat/threads",
+        headers=bearer(token),
+        json={"patient_id": "P-9999", "title": "Handover"},
+    )
+    assert response.status_code == 404
+    assert "P-9999" in response.json()["error"]
+
+
+async def test_thread_title_with_nul_rejected(
+    client: httpx.AsyncClient, demo: Demo
+) -> None:
+    response = await client.post(
+        "/chat/threads",
+        headers=bearer(demo.ana_token),
+        json={"patient_id": demo.patient_id, "title": "K\u0000"},
+    )
+    assert response.status_code == 400
+    assert "title" in response.json()["error"]

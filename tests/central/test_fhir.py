@@ -168,7 +168,7 @@ async def test_code_and_date_filters(
             ("patient", "Patient/P-0001"),
             ("code", f"{LOINC}|8867-4"),
             ("date", f"gt{BASE.isoformat()}"),
-            ("date", "le2025-01-01"),
+            ("date", f"le{(BASE + timedelta(minutes=5)).isoformat()}"),
         ],
         headers=bearer(demo.ana_token),
     )
@@ -226,11 +226,13 @@ async def test_unassigned_refused_and_audited(
         assert outcome.issue[0].code == "forbidden"
         action = f"fhir.{resource.lower()}.read"
         rows = await services.pool.fetch(
-            "SELECT outcome, actor_id FROM audit_log WHERE action = $1", action
+            "SELECT outcome, actor_id, patient_id FROM audit_log WHERE action = $1",
+            action,
         )
         assert [(row["outcome"], row["actor_id"]) for row in rows] == [
             ("refused", str(demo.ben_id))
         ]
+        assert rows[0]["patient_id"] == demo.patient_id
 
 
 async def test_read_audited(

@@ -53,6 +53,9 @@ NOT_PATIENT_READS: dict[tuple[str, str], str] = {
     ("GET", "/"): "redirects to the dashboard's static files",
     ("PUT", "/chat/keys"): "publishes the caller's own public chat keys",
     ("GET", "/chat/keys/{key_id}"): "a clinician's public chat key, no patient data",
+    ("GET", "/openapi.json"): "describes the routes, no data",
+    ("GET", "/fhir/Observation"): "names the patient in the query; see test_fhir",
+    ("GET", "/fhir/DetectedIssue"): "names the patient in the query; see test_fhir",
 }
 PUBLIC = {
     ("GET", "/health"),
@@ -60,6 +63,8 @@ PUBLIC = {
     ("POST", "/auth/login"),
     # The dashboard page itself holds no data; it logs in before it reads anything.
     ("GET", "/"),
+    # The route description is public, like the API documentation it generates.
+    ("GET", "/openapi.json"),
 }
 
 

@@ -320,12 +320,21 @@ async function refreshWard() {
     } else if (item.kind === "news2") {
       const tile = state.tiles.get(item.patient_id);
       const news2 = item.news2;
-      if (tile) setValue(tile, "news2", news2.parts && Object.keys(news2.parts).length ? `${news2.total} ${news2.risk}` : "--", Date.now());
+      if (tile) setValue(tile, "news2", news2Text(news2), Date.now());
     }
   }
   state.alarms = active;
   renderAlarms();
   renderTasks(ward.items);
+}
+
+// A score with parameters missing is only a lower bound, so it must not read as a
+// plain "0 low" on the tile.
+function news2Text(news2) {
+  if (!news2.parts || Object.keys(news2.parts).length === 0) return "--";
+  const missing = (news2.missing || []).length;
+  if (missing === 0) return `${news2.total} ${news2.risk}`;
+  return `\u2265${news2.total} (${missing} missing)`;
 }
 
 function sortedAlarms() {

@@ -7,14 +7,12 @@ uvicorn on 127.0.0.1 for WebSocket tests, and ``demo`` seeds the demo ward.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import argon2
 import httpx
 import pytest
-import uvicorn
 from central_testkit import (
     DEVICE_ID,
     DEVICE_SECRET,
@@ -22,6 +20,7 @@ from central_testkit import (
     PASSWORD,
     Demo,
     LiveServer,
+    run_uvicorn,
 )
 from starlette.applications import Starlette
 
@@ -97,24 +96,5 @@ async def demo(services: Services) -> Demo:
 @pytest.fixture
 async def live_server(app: Starlette) -> AsyncIterator[LiveServer]:
     # The lifespan already runs under the app fixture, so uvicorn must not run it again.
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_config=None,
-        ws_ping_interval=None,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited before it started")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield LiveServer(app, port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with run_uvicorn(app) as server:
+        yield server

@@ -15,8 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import redis.asyncio as redis
-import uvicorn
-from central_testkit import LiveServer
+from central_testkit import LiveServer, run_uvicorn
 from starlette.applications import Starlette
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -80,27 +79,8 @@ class RedisProcess:
 async def serve(app: Starlette) -> AsyncIterator[LiveServer]:
     """Run ``app`` with its lifespan under uvicorn on a free port of 127.0.0.1."""
     async with app.router.lifespan_context(app):
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_config=None,
-            ws_ping_interval=None,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn exited before it started")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield LiveServer(app, port)
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 10)
+        async with run_uvicorn(app) as server:
+            yield server
 
 
 async def wait_for_subscribers(

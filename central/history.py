@@ -185,20 +185,32 @@ async def _vitals(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
     return result
 
 
-async def _observations(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
-    key = f"lpad(id::text, {_SEQ_DIGITS}, '0')"
-    rows = await pool.fetch(
+async def _page_of_table(
+    pool: asyncpg.Pool, query: HistoryQuery, table: str, kind: str, at: str, key: str
+) -> list[asyncpg.Record]:
+    """Fetch one page of a table's rows about the patient, ordered by ``at``, ``key``.
+
+    ``table``, ``at`` and ``key`` are SQL written in this module, never user input.
+    """
+    return await pool.fetch(
         f"""
-        SELECT *, {key} AS key FROM manual_observations
-        WHERE patient_id = $1 AND observed_at >= $2 AND observed_at < $3
-          AND {_after(query, "observation", "observed_at", key)}
-        ORDER BY observed_at, {key} COLLATE "C" LIMIT $6
+        SELECT *, {key} AS key FROM {table}
+        WHERE patient_id = $1 AND {at} >= $2 AND {at} < $3
+          AND {_after(query, kind, at, key)}
+        ORDER BY {at}, {key} COLLATE "C" LIMIT $6
         """,
         query.patient_id,
         query.since,
         query.until,
         *_cursor_args(query),
         query.limit + 1,
+    )
+
+
+async def _observations(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
+    key = f"lpad(id::text, {_SEQ_DIGITS}, '0')"
+    rows = await _page_of_table(
+        pool, query, "manual_observations", "observation", "observed_at", key
     )
     result = []
     for row in rows:
@@ -335,19 +347,7 @@ async def _disconnects(pool: asyncpg.Pool, query: HistoryQuery) -> list[asyncpg.
 
 async def _gaps(pool: asyncpg.Pool, query: HistoryQuery) -> list[Row]:
     key = _seq_key("device_id", "seq")
-    rows = await pool.fetch(
-        f"""
-        SELECT *, {key} AS key FROM data_gaps
-        WHERE patient_id = $1 AND first_at >= $2 AND first_at < $3
-          AND {_after(query, "gap", "first_at", key)}
-        ORDER BY first_at, {key} COLLATE "C" LIMIT $6
-        """,
-        query.patient_id,
-        query.since,
-        query.until,
-        *_cursor_args(query),
-        query.limit + 1,
-    )
+    rows = await _page_of_table(pool, query, "data_gaps", "gap", "first_at", key)
     result = []
     for row in rows:
         entry = {

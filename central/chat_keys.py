@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 import asyncpg
-import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,6 +22,7 @@ from starlette.routing import Route
 from central.api import ApiError
 from central.audit import Actor
 from central.auth import require_user
+from central.json_body import decode_body
 from central.services import services_of
 from protocol.chat import P256_POINT_BYTES, PublicKeys, key_id
 
@@ -33,15 +33,10 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def read_json_body(request: Request, kind: type[Any], description: str) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"{description} is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid {description}: {exc}") from None
-    except msgspec.DecodeError:
-        raise ApiError(400, f"{description} must be a JSON object") from None
+    """Decode a chat body, which may carry envelopes for many recipients."""
+    return await decode_body(
+        request, kind, description=description, max_bytes=MAX_BODY_BYTES
+    )
 
 
 def _check_point(name: str, encoded: str) -> bytes:

@@ -9,7 +9,7 @@ working at once and not only at the next reconnect.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -27,17 +27,16 @@ from central.device_registry import (
     list_devices,
 )
 from central.devices import DEVICE_ID_PATTERN
+from central.json_body import decode_body
 from central.services import Services, services_of
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4096
 DEVICE_ROLES = frozenset({ROLE_BIOMEDICAL_ENGINEER, ROLE_ADMIN})
 _IDENTIFIER = DEVICE_ID_PATTERN.pattern
 Identifier = Annotated[str, msgspec.Meta(pattern=_IDENTIFIER)]
 Description = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 SerialNumber = Annotated[str, msgspec.Meta(pattern=SERIAL_NUMBER_PATTERN.pattern)]
-Body = TypeVar("Body")
 
 
 class RegisterDeviceRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,18 +49,6 @@ class RegisterDeviceRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class BindRequest(msgspec.Struct, forbid_unknown_fields=True):
     bed_id: Identifier
-
-
-async def _read_body(request: Request, kind: type[Body], example: str) -> Body:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise ApiError(400, f"request body must be JSON such as {example}") from None
 
 
 async def _require_device_role(request: Request) -> tuple[Services, Principal]:
@@ -169,7 +156,7 @@ async def register_device(request: Request) -> JSONResponse:
       "413": {$ref: "#/components/responses/BadRequest"}
     """
     services, principal = await _require_device_role(request)
-    payload = await _read_body(
+    payload = await decode_body(
         request, RegisterDeviceRequest, '{"device_id": "bedside-7", "bed_id": "bed-1"}'
     )
     try:
@@ -254,7 +241,7 @@ async def bind_device(request: Request) -> JSONResponse:
     """
     services, principal = await _require_device_role(request)
     device_id = _device_id_of(request)
-    payload = await _read_body(request, BindRequest, '{"bed_id": "bed-1"}')
+    payload = await decode_body(request, BindRequest, '{"bed_id": "bed-1"}')
     try:
         await _registry(services, principal).bind(device_id, payload.bed_id)
     except RegistryError as exc:

@@ -13,26 +13,34 @@ MAX_BODY_BYTES = 16 * 1024
 Body = TypeVar("Body")
 
 
-async def decode_body(request: Request, body_type: type[Body], example: str) -> Body:
+async def decode_body(
+    request: Request,
+    body_type: type[Body],
+    example: str | None = None,
+    *,
+    description: str = "request body",
+    max_bytes: int = MAX_BODY_BYTES,
+) -> Body:
     """Decode the body as ``body_type``, or raise a 400 ApiError naming what is wrong.
 
-    ``example`` is a valid body, shown in the error so the caller can fix theirs.
+    ``example``, when given, is a valid body shown in the error so the caller can fix
+    theirs; ``description`` names the body in messages ("chat envelope").
     """
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if len(body) > max_bytes:
+        raise ApiError(413, f"{description} is larger than {max_bytes} bytes")
+    hint = f"; example: {example}" if example is not None else ""
     try:
         decoded = msgspec.json.decode(body, type=body_type)
     except msgspec.ValidationError as exc:
-        raise ApiError(
-            400, f"invalid request body: {exc}; example: {example}"
-        ) from None
+        raise ApiError(400, f"invalid {description}: {exc}{hint}") from None
     except msgspec.DecodeError:
-        raise ApiError(400, f"request body must be JSON such as {example}") from None
+        shape = f"JSON such as {example}" if example is not None else "a JSON object"
+        raise ApiError(400, f"{description} must be {shape}") from None
     # PostgreSQL text cannot store U+0000, so such a string would fail the query.
     field = _field_with_nul(msgspec.to_builtins(decoded), "$")
     if field is not None:
-        raise ApiError(400, f"invalid request body: {field} must not contain U+0000")
+        raise ApiError(400, f"invalid {description}: {field} must not contain U+0000")
     return decoded
 
 

@@ -13,14 +13,25 @@ export class ChatPanel {
     this.senderKeys = new Map();
     this.shown = new Set();
     this.lastId = 0;
+    this.threadsLoaded = false;
+    this.updateThreadForm();
     $("thread-form").addEventListener("submit", (e) => { e.preventDefault(); this.createThread(); });
     $("member-form").addEventListener("submit", (e) => { e.preventDefault(); this.addMember(); });
     $("message-form").addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
   }
 
+  // A thread can be started only once the patient's threads are loaded and the
+  // chat keys are published, so an early click cannot post for no patient.
+  updateThreadForm() {
+    const ready = Boolean(this.patientId && this.identity && this.threadsLoaded);
+    $("thread-form").querySelector("button[type=submit]").disabled = !ready;
+  }
+
   reset() {
     this.identity = null;
     this.patientId = null;
+    this.threadsLoaded = false;
+    this.updateThreadForm();
     this.thread = null;
     this.senderKeys.clear();
     $("thread-view").hidden = true;
@@ -28,19 +39,25 @@ export class ChatPanel {
   }
 
   async start(userId) {
-    this.identity = await ChatIdentity.loadOrCreate(userId);
-    await this.api.put("/chat/keys", this.identity.publicKeysJson());
+    const identity = await ChatIdentity.loadOrCreate(userId);
+    await this.api.put("/chat/keys", identity.publicKeysJson());
+    this.identity = identity;
     $("chat-key").textContent = `Your chat key fingerprint: ${this.identity.keyId}`;
+    this.updateThreadForm();
   }
 
   async showPatient(patientId, alarms) {
     this.patientId = patientId;
     this.thread = null;
+    this.threadsLoaded = false;
+    this.updateThreadForm();
     $("thread-view").hidden = true;
     const select = $("thread-alarm");
     select.replaceChildren(new Option("no alarm", ""));
     for (const alarm of alarms) select.append(new Option(`${alarm.kind} (${alarm.priority})`, alarm.alarm_id));
     await this.loadThreads();
+    this.threadsLoaded = true;
+    this.updateThreadForm();
   }
 
   async loadThreads() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import json
 import os
 import sqlite3
 import time
@@ -56,6 +57,18 @@ CREATE TABLE IF NOT EXISTS rejected (
     rejected_at REAL NOT NULL
 );
 """
+
+# Alarms and gap reports newest first, so the current state reaches central first
+# after an outage; everything else oldest first. ?2 is a JSON array of seqs to skip.
+_NEWEST_ALARMS = (
+    "SELECT seq, priority, body FROM outbox WHERE priority = ?1"
+    " AND seq NOT IN (SELECT value FROM json_each(?2)) ORDER BY seq DESC LIMIT ?3"
+)
+_OLDEST_OTHERS = (
+    "SELECT seq, priority, body FROM outbox WHERE priority < ?1"
+    " AND seq NOT IN (SELECT value FROM json_each(?2))"
+    " ORDER BY priority DESC, seq LIMIT ?3"
+)
 
 
 WAL_SIZE_LIMIT_BYTES = 4_000_000
@@ -292,21 +305,22 @@ class MessageBuffer:
     ) -> list[PendingMessage]:
         """Return up to ``limit`` unacknowledged messages: alarms newest first, then
         numerics and waveforms oldest first."""
-        excluded = set(exclude) | self._acknowledged_undeleted
-        async with self.db.execute(
-            # Alarms newest first, so the current state reaches central first after
-            # an outage; everything else oldest first.
-            "SELECT seq, priority, body FROM outbox ORDER BY priority DESC,"
-            " CASE WHEN priority = ? THEN -seq ELSE seq END LIMIT ?",
-            (int(Priority.ALARM), limit + len(excluded)),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        batch = [
-            PendingMessage(int(seq), Priority(priority), bytes(body))
-            for seq, priority, body in rows
-            if seq not in excluded
-        ]
-        return batch[:limit]
+        # The excluded (in-flight) messages are filtered in SQL, so each call reads
+        # only the rows it returns, not their bodies too: after a long outage the
+        # uplink calls this thousands of times over a large outbox.
+        excluded = json.dumps(sorted({*exclude, *self._acknowledged_undeleted}))
+        batch: list[PendingMessage] = []
+        for query in (_NEWEST_ALARMS, _OLDEST_OTHERS):
+            if len(batch) >= limit:
+                break
+            async with self.db.execute(
+                query, (int(Priority.ALARM), excluded, limit - len(batch))
+            ) as cursor:
+                batch += [
+                    PendingMessage(int(seq), Priority(priority), bytes(body))
+                    for seq, priority, body in await cursor.fetchall()
+                ]
+        return batch
 
     @property
     def undeleted_acknowledged(self) -> int:

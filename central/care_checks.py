@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from central.news2 import PARAMETERS, RISK_ORDER, News2Score, RiskBand
-from central.news2_inputs import MAX_OBSERVATION_AGE, News2Inputs
+from central.news2_inputs import MANUAL_PARAMETERS, MAX_OBSERVATION_AGE, News2Inputs
 
 # RCP NEWS2 (2017), chart 4, minimum frequency of monitoring: 12-hourly at a score
 # of 0, 4 to 6-hourly at 1-4 (the shorter bound is used), hourly at 3 in one
@@ -80,6 +80,12 @@ def observations_due_items(
     return [item for _, item in ranked]
 
 
+# NEWS2 parameter -> the field of POST /patients/{id}/observations that records it,
+# so the task names what the nurse must send.
+_OBSERVATION_FIELD = {
+    parameter: field for field, parameter in MANUAL_PARAMETERS.items()
+}
+
 def _due_reason(
     score: News2Score,
     interval: timedelta,
@@ -96,7 +102,8 @@ def _due_reason(
     return (
         f"observations due: {since}, and NEWS2 {score.total} ({score.risk.value} "
         f"risk) calls for one at least every {every}; record "
-        f"{', '.join(stale)}; listed after the patients by NEWS2"
+        f"{', '.join(_OBSERVATION_FIELD.get(name, name) for name in stale)} with "
+        "POST /patients/{id}/observations; listed after the patients by NEWS2"
     )
 
 

@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -72,14 +74,41 @@ async def _run(stack: Stack, duration: float | None) -> None:
                         lambda line: _say("  " + line))
 
     _say(f"\n{ASSIGNED_NURSE} (assigned to {PATIENT_ID}) watches live; Ctrl-C stops:")
-    token = await asyncio.to_thread(stack.login, ASSIGNED_NURSE)
-    watching = watch_patient(stack.events_url, token, PATIENT_ID,
-                             lambda line: _say("  " + line))
+    watching = _watch_as_assigned_nurse(stack)
     if duration is None:
         await watching
     else:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watching, duration)
+
+
+async def _watch_as_assigned_nurse(stack: Stack) -> None:
+    # Tokens are short-lived, so the watch logs in again whenever its token expires
+    # rather than ending the demo after AURA_TOKEN_TTL_S.
+    while True:
+        token = await asyncio.to_thread(stack.login, ASSIGNED_NURSE)
+        ended_by = await watch_patient(stack.events_url, token, PATIENT_ID,
+                                       lambda line: _say("  " + line))
+        if ended_by is None or ended_by.status != 401:
+            return
+        _say(f"  (logging {ASSIGNED_NURSE} in again)")
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (kill, closing the terminal, timeout) must stop the stack the same
+    # way Ctrl-C does, not leave central, the board and the agent running.
+    raise KeyboardInterrupt
+
+
+def _clear_previous_run(workdir: Path) -> None:
+    # A latched alarm or a buffer from an earlier run would otherwise show up again,
+    # because the agent of a new run never clears what the old one raised.
+    for name in ("central", "agent", "logs", "board.tty"):
+        path = workdir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aura-demo: --workdir {args.workdir} is not a directory", file=sys.stderr)
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(args.workdir)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     stack = Stack(
         workdir=args.workdir.resolve(), record=args.record, speed=args.speed,
         flatline_at_s=args.asystole_at if args.asystole_at >= 0 else None,

@@ -9,6 +9,7 @@ from datetime import datetime
 import httpx
 from websockets.asyncio.client import connect
 
+from protocol.codes import VitalSign
 from protocol.messages import (
     Authenticate,
     ErrorEvent,
@@ -19,7 +20,6 @@ from protocol.messages import (
     decode_server_event,
     encode,
 )
-from protocol.codes import VitalSign
 
 HEART_RATE_CODE = VitalSign.HEART_RATE.value.mdc_reference_id
 
@@ -53,8 +53,12 @@ def describe(event: object) -> str | None:
 
 async def watch_patient(
     events_url: str, token: str, patient_id: str, show: Callable[[str], None] = print,
-) -> None:
-    """Subscribe to one patient and print what arrives until cancelled or refused."""
+) -> ErrorEvent | None:
+    """Subscribe to one patient and print what arrives until cancelled or refused.
+
+    Returns the error that ended the subscription (an expired token is one), or
+    None when central closed the connection.
+    """
     async with connect(events_url) as websocket:
         await websocket.send(encode(Authenticate(token=token)).decode())
         await websocket.send(encode(Subscribe(patient_id=patient_id)).decode())
@@ -64,7 +68,8 @@ async def watch_patient(
             if line:
                 show(line)
             if isinstance(event, ErrorEvent):
-                return
+                return event
+    return None
 
 
 async def show_refusals(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -373,11 +374,19 @@ async def search_observations(request: Request) -> JSONResponse:
       "401": {$ref: "#/components/responses/FhirError"}
       "403": {$ref: "#/components/responses/FhirError"}
     """
+    return await _run_fhir_search(request, _search_observations)
+
+
+async def _run_fhir_search(
+    request: Request,
+    search: Callable[[Request, Principal], Awaitable[JSONResponse]],
+) -> JSONResponse:
+    """Run ``search`` for an authenticated user; send any error as an OperationOutcome."""
     try:
         # Authentication comes first, so a caller without a token learns nothing
         # from the validation of its parameters.
         principal = await require_user(request)
-        return await _search_observations(request, principal)
+        return await search(request, principal)
     except ApiError as exc:
         return operation_outcome(
             exc.status, exc.message, getattr(exc, "parameter", None)
@@ -478,13 +487,7 @@ async def search_detected_issues(request: Request) -> JSONResponse:
       "401": {$ref: "#/components/responses/FhirError"}
       "403": {$ref: "#/components/responses/FhirError"}
     """
-    try:
-        principal = await require_user(request)
-        return await _search_detected_issues(request, principal)
-    except ApiError as exc:
-        return operation_outcome(
-            exc.status, exc.message, getattr(exc, "parameter", None)
-        )
+    return await _run_fhir_search(request, _search_detected_issues)
 
 
 async def _search_detected_issues(

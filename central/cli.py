@@ -269,7 +269,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
         # Each WebSocket keeps its own compression context, so permessage-deflate
-        # compresses every event again for every dashboard; on a ward network the
+        # compresses every event again for every dashboard. On a ward network the
         # bandwidth costs less than that CPU (see docs/benchmarks.md).
         ws_per_message_deflate=False,
     )

@@ -1,4 +1,4 @@
-"""What the Bluetooth LE sources hand to the agent: decoded numerics and ECG samples.
+"""Readings the Bluetooth LE sources pass to the agent: decoded numerics and ECG samples.
 
 Plain data with no Bluetooth stack behind it, so that the agent can handle it without
 importing bleak or bumble on a bed that has no Bluetooth sensor.

@@ -52,7 +52,7 @@ _PROPERTY_NAMES = {
 
 
 class _SharedHost:
-    """What the scanners and clients of one bumble device must share.
+    """State that the scanners and clients of one bumble device share.
 
     BlueZ lets several programs scan at once and queues connection requests. A bumble
     device has one scan and one pending LE connection, so scans are counted here and

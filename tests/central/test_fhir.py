@@ -20,9 +20,9 @@ from central.storage import store_batch
 from central.users import upsert_user
 from protocol.messages import Emergency, Measurement, VitalsNumerics
 
-# A few hours ago: inside the demo patient's stay in the bed, so the data is theirs,
-# and in the past, because a future time would be flagged as an implausible device
-# clock (a warning that is rate-limited per device across tests).
+# A few hours ago, inside the demo patient's stay in the bed, so the data is theirs.
+# It must be in the past, because a future time is flagged as an implausible device
+# clock, and that warning is rate-limited per device across tests.
 BASE = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
 LOINC = "http://loinc.org"
 

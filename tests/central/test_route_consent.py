@@ -2,7 +2,7 @@
 
 The routes are enumerated from the application, so a route added later is walked
 too. A route that reads no patient's data must be named in ``NOT_PATIENT_READS``
-with the reason. Every other route must answer an unassigned nurse with 403 or 404.
+with the reason. Every other route must reject an unassigned nurse with 403 or 404.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ PUBLIC = {
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("POST", "/auth/login"),
-    # The dashboard page itself holds no data; it logs in before it reads anything.
+    # The dashboard page itself contains no data. It logs in before it reads anything.
     ("GET", "/"),
     # The route description is public, like the API documentation it generates.
     ("GET", "/openapi.json"),

@@ -48,6 +48,7 @@ from central.config import Settings, log_startup_warnings
 from central.db.embedded import EmbeddedDatabase, start_embedded
 from central.db.migrations import apply_migrations
 from central.db.pool import database_is_up, open_pool
+from central.device_registry import RegistryError
 from central.escalation import run_escalations
 from central.events import events_endpoint
 from central.hub import EventHub
@@ -194,6 +195,7 @@ def create_app(settings: Settings, *, hub: EventHub | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,
+            RegistryError: device_routes.registry_error_handler,
             HTTPException: http_error_handler,
             Exception: internal_error_handler,
         },

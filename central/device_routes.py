@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from central.api import ApiError
+from central.api import ApiError, api_error_handler
 from central.audit import Actor
 from central.auth import ROLE_ADMIN, ROLE_BIOMEDICAL_ENGINEER, Principal, require_user
 from central.device_registry import (
@@ -104,8 +104,10 @@ async def _disconnect(services: Services, device_id: str, reason: str) -> None:
         await link.disconnect(reason)
 
 
-def _registry_error(exc: RegistryError) -> ApiError:
-    return ApiError(exc.status, str(exc))
+async def registry_error_handler(request: Request, exc: Exception) -> Response:
+    """Send a registry error with its HTTP status, as an ``ApiError`` would be sent."""
+    assert isinstance(exc, RegistryError)
+    return await api_error_handler(request, ApiError(exc.status, str(exc)))
 
 
 async def list_registered_devices(request: Request) -> JSONResponse:
@@ -159,16 +161,13 @@ async def register_device(request: Request) -> JSONResponse:
     payload = await decode_body(
         request, RegisterDeviceRequest, '{"device_id": "bedside-7", "bed_id": "bed-1"}'
     )
-    try:
-        secret = await _registry(services, principal).register(
-            payload.device_id,
-            serial_number=payload.serial_number,
-            model=payload.model,
-            firmware=payload.firmware,
-            bed_id=payload.bed_id,
-        )
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    secret = await _registry(services, principal).register(
+        payload.device_id,
+        serial_number=payload.serial_number,
+        model=payload.model,
+        firmware=payload.firmware,
+        bed_id=payload.bed_id,
+    )
     body = await _device_body(services, payload.device_id)
     body["secret"] = secret
     return JSONResponse(body, status_code=201)
@@ -188,10 +187,7 @@ async def show_device(request: Request) -> JSONResponse:
       "404": {$ref: "#/components/responses/NotFound"}
     """
     services, _ = await _require_device_role(request)
-    try:
-        return JSONResponse(await _device_body(services, _device_id_of(request)))
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    return JSONResponse(await _device_body(services, _device_id_of(request)))
 
 
 async def rotate_credential(request: Request) -> JSONResponse:
@@ -210,10 +206,7 @@ async def rotate_credential(request: Request) -> JSONResponse:
     """
     services, principal = await _require_device_role(request)
     device_id = _device_id_of(request)
-    try:
-        secret = await _registry(services, principal).rotate_credential(device_id)
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    secret = await _registry(services, principal).rotate_credential(device_id)
     await _disconnect(services, device_id, "device credential rotated")
     return JSONResponse({"device_id": device_id, "secret": secret})
 
@@ -242,10 +235,7 @@ async def bind_device(request: Request) -> JSONResponse:
     services, principal = await _require_device_role(request)
     device_id = _device_id_of(request)
     payload = await decode_body(request, BindRequest, '{"bed_id": "bed-1"}')
-    try:
-        await _registry(services, principal).bind(device_id, payload.bed_id)
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    await _registry(services, principal).bind(device_id, payload.bed_id)
     return JSONResponse(await _device_body(services, device_id))
 
 
@@ -264,10 +254,7 @@ async def unbind_device(request: Request) -> JSONResponse:
     """
     services, principal = await _require_device_role(request)
     device_id = _device_id_of(request)
-    try:
-        await _registry(services, principal).unbind(device_id)
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    await _registry(services, principal).unbind(device_id)
     return JSONResponse(await _device_body(services, device_id))
 
 
@@ -287,10 +274,7 @@ async def retire_device(request: Request) -> JSONResponse:
     """
     services, principal = await _require_device_role(request)
     device_id = _device_id_of(request)
-    try:
-        await _registry(services, principal).retire(device_id)
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
+    await _registry(services, principal).retire(device_id)
     await _disconnect(services, device_id, "device retired")
     return JSONResponse(await _device_body(services, device_id))
 
